@@ -1,0 +1,61 @@
+//! `smolsweep info`: what this binary runs on — versions, the libtorch it
+//! loaded, CUDA devices, and which fused attention kernel libtorch picks for
+//! the bf16 causal GQA attention our models use.
+
+use anyhow::Result;
+use smolsweep_model::device;
+use tch::{Device, Kind, Tensor};
+
+/// libtorch's `SDPBackend` enum values.
+fn sdpa_backend_name(id: i64) -> &'static str {
+    match id {
+        0 => "math",
+        1 => "flash_attention",
+        2 => "efficient_attention",
+        3 => "cudnn_attention",
+        4 => "overrideable",
+        _ => "error (no kernel applies)",
+    }
+}
+
+pub fn run() -> Result<()> {
+    println!("smolsweep       {}", env!("CARGO_PKG_VERSION"));
+    println!(
+        "libtorch        {} (built against)",
+        device::libtorch_version()
+    );
+    println!(
+        "libtorch path   {}",
+        device::loaded_libtorch_path().unwrap_or_else(|| "unknown".into())
+    );
+    let cuda_lib = device::load_cuda_backend();
+    println!(
+        "libtorch_cuda   {}",
+        if cuda_lib {
+            "loaded"
+        } else {
+            "not found (CPU-only build?)"
+        }
+    );
+    let cuda = tch::Cuda::is_available();
+    let n = tch::Cuda::device_count();
+    println!("cuda available  {cuda}");
+    println!("cuda devices    {n}");
+    println!("cudnn           {}", tch::Cuda::cudnn_is_available());
+    println!("cpu threads     {}", tch::get_num_threads());
+    if cuda {
+        // SmolLM2-135M's attention: 9 query heads, 3 KV heads, head dim 64.
+        let dev = Device::Cuda(0);
+        let q = Tensor::zeros([1, 9, 128, 64], (Kind::BFloat16, dev));
+        let kv = Tensor::zeros([1, 3, 128, 64], (Kind::BFloat16, dev));
+        let id =
+            Tensor::internal_fused_sdp_choice(&q, &kv, &kv, None::<Tensor>, 0.0, true, None, true);
+        println!(
+            "sdpa backend    {} (bf16, causal, GQA 9/3, head dim 64)",
+            sdpa_backend_name(id)
+        );
+    } else {
+        println!("sdpa backend    math (CPU)");
+    }
+    Ok(())
+}

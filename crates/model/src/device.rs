@@ -1,0 +1,172 @@
+//! Device and dtype choice: "auto" means the first CUDA device in bf16 when
+//! one is visible, else the CPU in fp32.
+//!
+//! The linker drops `libtorch_cuda.so` from the binary's needed list because
+//! nothing references it directly, and without it libtorch reports no CUDA
+//! even on a GPU machine; [`load_cuda_backend`] dlopens it once before any
+//! CUDA query.
+
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use tch::{Device, Kind};
+
+use crate::error::ModelError;
+
+/// Where a model runs: `auto`, `cpu`, `cuda` or `cuda:N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceSpec {
+    #[default]
+    Auto,
+    Cpu,
+    Cuda(usize),
+}
+
+impl FromStr for DeviceSpec {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |msg: &str| ModelError::Device {
+            spec: s.to_owned(),
+            msg: msg.to_owned(),
+        };
+        match s {
+            "auto" => Ok(DeviceSpec::Auto),
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            _ => match s.strip_prefix("cuda:") {
+                Some(n) => n
+                    .parse()
+                    .map(DeviceSpec::Cuda)
+                    .map_err(|_| bad("expected cuda:N with N a device index")),
+                None => Err(bad("expected auto, cpu, cuda or cuda:N")),
+            },
+        }
+    }
+}
+
+impl DeviceSpec {
+    /// Resolves to a concrete device, failing when CUDA is asked for and
+    /// not there.
+    pub fn resolve(self) -> Result<Device, ModelError> {
+        load_cuda_backend();
+        match self {
+            DeviceSpec::Auto => Ok(if tch::Cuda::is_available() {
+                Device::Cuda(0)
+            } else {
+                Device::Cpu
+            }),
+            DeviceSpec::Cpu => Ok(Device::Cpu),
+            DeviceSpec::Cuda(i) => {
+                let n = tch::Cuda::device_count();
+                if (i as i64) < n {
+                    Ok(Device::Cuda(i))
+                } else {
+                    Err(ModelError::Device {
+                        spec: format!("cuda:{i}"),
+                        msg: format!("libtorch sees {n} CUDA device(s)"),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// Numeric type of the weights and activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DType {
+    #[default]
+    Auto,
+    F32,
+    BF16,
+}
+
+impl FromStr for DType {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(DType::Auto),
+            "f32" | "float32" | "fp32" => Ok(DType::F32),
+            "bf16" | "bfloat16" => Ok(DType::BF16),
+            _ => Err(ModelError::Device {
+                spec: s.to_owned(),
+                msg: "expected auto, f32 or bf16".into(),
+            }),
+        }
+    }
+}
+
+impl DType {
+    /// fp32 on CPU (bf16 matmuls there are slow and lossy), bf16 on CUDA.
+    pub fn resolve(self, device: Device) -> Kind {
+        match (self, device) {
+            (DType::F32, _) => Kind::Float,
+            (DType::BF16, _) => Kind::BFloat16,
+            (DType::Auto, Device::Cpu) => Kind::Float,
+            (DType::Auto, _) => Kind::BFloat16,
+        }
+    }
+}
+
+/// Loads `libtorch_cuda.so` (once) so that libtorch registers its CUDA
+/// backend. Failure is normal on CPU-only libtorch builds and is ignored.
+pub fn load_cuda_backend() -> bool {
+    static LOADED: OnceLock<bool> = OnceLock::new();
+    *LOADED.get_or_init(|| {
+        let lib_dir = option_env!("SMOLSWEEP_LIBTORCH_LIB").unwrap_or("");
+        let mut candidates = vec!["libtorch_cuda.so".to_owned()];
+        if !lib_dir.is_empty() {
+            candidates.insert(0, format!("{lib_dir}/libtorch_cuda.so"));
+        }
+        candidates.iter().any(|c| dlopen_global(c))
+    })
+}
+
+#[allow(unsafe_code)]
+fn dlopen_global(path: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(path) else {
+        return false;
+    };
+    // SAFETY: dlopen with a valid NUL-terminated path; the handle is kept
+    // open for the life of the process on purpose (libtorch's CUDA kernels
+    // must stay registered), so it is never closed.
+    let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+    !handle.is_null()
+}
+
+/// The path of the libtorch shared library this process actually loaded,
+/// read from `/proc/self/maps` (what `info` reports, not what we hoped).
+pub fn loaded_libtorch_path() -> Option<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.ends_with("libtorch_cpu.so"))
+        .map(str::to_owned)
+}
+
+/// libtorch's version as found at build time.
+pub fn libtorch_version() -> &'static str {
+    option_env!("SMOLSWEEP_LIBTORCH_VERSION").unwrap_or("unknown")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_specs() {
+        assert_eq!(
+            "cuda:3".parse::<DeviceSpec>().ok(),
+            Some(DeviceSpec::Cuda(3))
+        );
+        assert_eq!("cpu".parse::<DeviceSpec>().ok(), Some(DeviceSpec::Cpu));
+        assert!("gpu".parse::<DeviceSpec>().is_err());
+        assert!("cuda:x".parse::<DeviceSpec>().is_err());
+        assert_eq!(DType::Auto.resolve(Device::Cpu), Kind::Float);
+        assert_eq!(DType::Auto.resolve(Device::Cuda(0)), Kind::BFloat16);
+    }
+
+    #[test]
+    fn cpu_resolves_without_cuda() {
+        assert_eq!(DeviceSpec::Cpu.resolve().ok(), Some(Device::Cpu));
+    }
+}

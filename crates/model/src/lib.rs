@@ -1,0 +1,26 @@
+//! SmolLM2 / Llama-family language models in libtorch (through `tch`).
+//!
+//! This crate is everything the rest of smolsweep needs to hold a model:
+//! reading and writing Hugging Face checkpoints ([`hf`]), the network itself
+//! ([`llama`]), greedy generation with a KV cache ([`generate`]), the
+//! tokenizer and chat templates ([`tokenizer`], [`chat`]), importing GGUF
+//! files ([`gguf`]) and choosing a device and dtype ([`device`]).
+
+pub mod chat;
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod generate;
+pub mod gguf;
+pub mod hf;
+pub mod llama;
+pub mod tokenizer;
+
+pub use chat::{ChatTemplate, Message};
+pub use config::LlamaConfig;
+pub use device::{DType, DeviceSpec};
+pub use error::{ModelError, Result};
+pub use generate::{GenerateOptions, Generation, StopReason};
+pub use hf::LoadedModel;
+pub use llama::{KvCache, Llama};
+pub use tokenizer::TextTokenizer;
