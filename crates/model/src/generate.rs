@@ -217,3 +217,123 @@ pub fn generate(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LlamaConfig;
+    use crate::llama::InitMode;
+
+    fn setup() -> (Llama, TextTokenizer, tempfile::TempDir) {
+        let dir = crate::tokenizer::tests::byte_tokenizer_dir();
+        let tok = TextTokenizer::from_dir(dir.path()).expect("tokenizer");
+        let model = Llama::new(
+            LlamaConfig::tiny(258),
+            Device::Cpu,
+            Kind::Float,
+            InitMode::Random { seed: 11 },
+        )
+        .expect("model");
+        (model, tok, dir)
+    }
+
+    fn prompts(tok: &TextTokenizer) -> Vec<Vec<u32>> {
+        ["Hi", "The quick brown fox", "a", "12 + 30 ="]
+            .iter()
+            .map(|p| tok.encode(p).expect("encode"))
+            .collect()
+    }
+
+    #[test]
+    fn kv_cache_gives_the_same_tokens_as_full_recompute() {
+        let (m, tok, _d) = setup();
+        let opts = GenerateOptions {
+            max_new_tokens: 12,
+            ..Default::default()
+        };
+        let with = generate(&m, &tok, &prompts(&tok), &opts).expect("cached");
+        let without = generate(
+            &m,
+            &tok,
+            &prompts(&tok),
+            &GenerateOptions {
+                use_cache: false,
+                ..opts
+            },
+        )
+        .expect("uncached");
+        assert_eq!(with, without);
+        assert!(with.iter().all(|g| g.token_ids.len() == 12));
+    }
+
+    #[test]
+    fn batched_equals_one_by_one() {
+        let (m, tok, _d) = setup();
+        let opts = GenerateOptions {
+            max_new_tokens: 10,
+            ..Default::default()
+        };
+        let ps = prompts(&tok);
+        let batched = generate(&m, &tok, &ps, &opts).expect("batched");
+        for (p, b) in ps.iter().zip(&batched) {
+            let single = generate(&m, &tok, std::slice::from_ref(p), &opts).expect("single");
+            assert_eq!(&single[0], b);
+        }
+    }
+
+    #[test]
+    fn stops_at_stop_strings_and_eos() {
+        let (m, tok, _d) = setup();
+        let ps = prompts(&tok);
+        let free = generate(
+            &m,
+            &tok,
+            &ps[..1],
+            &GenerateOptions {
+                max_new_tokens: 8,
+                ..Default::default()
+            },
+        )
+        .expect("free");
+        let ids = &free[0].token_ids;
+        // The third generated token as an end-of-sequence id.
+        let eos = generate(
+            &m,
+            &tok,
+            &ps[..1],
+            &GenerateOptions {
+                max_new_tokens: 8,
+                stop_token_ids: vec![ids[2]],
+                ..Default::default()
+            },
+        )
+        .expect("eos");
+        let first = ids.iter().position(|&t| t == ids[2]).expect("present");
+        assert_eq!(eos[0].token_ids, ids[..first].to_vec());
+        assert_eq!(eos[0].stop_reason, StopReason::Eos);
+        // The text of the generation from its third char as a stop string.
+        let text = &free[0].text;
+        let stop: String = text.chars().skip(2).take(2).collect();
+        if !stop.is_empty() {
+            let cut = generate(
+                &m,
+                &tok,
+                &ps[..1],
+                &GenerateOptions {
+                    max_new_tokens: 8,
+                    stop_strings: vec![stop.clone()],
+                    ..Default::default()
+                },
+            )
+            .expect("stop");
+            assert_eq!(cut[0].stop_reason, StopReason::StopString);
+            assert_eq!(cut[0].text, text[..text.find(&stop).expect("found")]);
+        }
+    }
+
+    #[test]
+    fn empty_prompt_is_an_error() {
+        let (m, tok, _d) = setup();
+        assert!(generate(&m, &tok, &[vec![]], &GenerateOptions::default()).is_err());
+    }
+}

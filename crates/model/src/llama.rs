@@ -431,7 +431,8 @@ mod tests {
         // A multi-token chunk on top of a cache is causal too.
         let mut cache = KvCache::new(&m, 1, 16);
         let pos = Tensor::arange(2, (Kind::Int64, Device::Cpu)).unsqueeze(0);
-        m.forward_hidden(&x.narrow(1, 0, 2), &pos, AttnMask::Causal, Some(&mut cache))
+        let _ = m
+            .forward_hidden(&x.narrow(1, 0, 2), &pos, AttnMask::Causal, Some(&mut cache))
             .expect("prefill");
         let pos = Tensor::arange_start(2, 6, (Kind::Int64, Device::Cpu)).unsqueeze(0);
         let h = m

@@ -276,7 +276,7 @@ pub fn byte_level_alphabet() -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A byte-level tokenizer with no merges and two special tokens.

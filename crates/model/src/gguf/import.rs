@@ -343,3 +343,47 @@ mod tests {
         assert!(unpermute(&permuted, 3).equal(&w));
     }
 }
+
+#[cfg(test)]
+mod import_tests {
+    use super::*;
+    use crate::gguf::tests::write_gguf;
+    use crate::gguf::GgmlType;
+
+    fn meta() -> Vec<(&'static str, MetaValue)> {
+        vec![
+            ("general.architecture", MetaValue::Str("llama".into())),
+            ("llama.block_count", MetaValue::U32(1)),
+            ("llama.embedding_length", MetaValue::U32(32)),
+            ("llama.feed_forward_length", MetaValue::U32(64)),
+            ("llama.attention.head_count", MetaValue::U32(2)),
+            ("llama.attention.head_count_kv", MetaValue::U32(1)),
+            ("llama.vocab_size", MetaValue::U32(8)),
+        ]
+    }
+
+    #[test]
+    fn unsupported_quantisation_names_tensor_and_type() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("q6k.gguf");
+        // Q6_K (type 14): 256-element blocks of 210 bytes.
+        write_gguf(&p, &meta(), &[("token_embd.weight", vec![32, 8], GgmlType(14), vec![0; 210])]);
+        let err = import_gguf(&p, &dir.path().join("out"), Kind::Float)
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("token_embd.weight") && err.contains("Q6_K") && err.contains("q6k.gguf"), "{err}");
+    }
+
+    #[test]
+    fn missing_metadata_is_named() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("m.gguf");
+        let mut m = meta();
+        m.retain(|(k, _)| *k != "llama.embedding_length");
+        write_gguf(&p, &m, &[]);
+        let err = import_gguf(&p, &dir.path().join("out"), Kind::Float)
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("llama.embedding_length"), "{err}");
+    }
+}

@@ -176,14 +176,14 @@ impl<'a> Cursor<'a> {
     }
     fn len(&mut self, what: &str) -> Result<usize> {
         let n = self.u64(what)?;
-        // Anything longer than the file is corrupt; refuse before allocating.
+        // Every element takes at least a byte, so a count beyond the bytes
+        // left means the file was cut short (or is corrupt); refuse before
+        // allocating.
+        let left = self.buf.len() - self.pos;
         usize::try_from(n)
             .ok()
-            .filter(|&n| n <= self.buf.len())
-            .ok_or_else(|| ModelError::Gguf {
-                path: self.path.to_path_buf(),
-                msg: format!("{what}: implausible length {n}"),
-            })
+            .filter(|&n| n <= left)
+            .ok_or_else(|| self.err(&format!("{what} ({n} elements, {left} bytes left)")))
     }
     fn string(&mut self, what: &str) -> Result<String> {
         let n = self.len(what)?;
