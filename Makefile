@@ -1,0 +1,49 @@
+# smolsweep — set-up, build, test and demo. `make demo` and `make test` do
+# everything on a fresh machine with Rust, Python 3 and pip: the project
+# venv with torch==2.11.0 (libtorch for tch 0.24) comes first.
+#
+# Everything builds in the release profile, so tests, clippy and the binary
+# share one set of compiled dependencies (see [profile.*] in Cargo.toml).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+CARGO_FLAGS ?= --release --locked
+BIN := target/release/smolsweep
+MODEL := models/SmolLM2-135M-Instruct
+# Resolved once per make run, installing torch if needed.
+LIBTORCH_DIR = $(eval LIBTORCH_DIR := $(shell scripts/libtorch.sh))$(LIBTORCH_DIR)
+
+.PHONY: all build test lint fmt weights demo bench clean-models
+
+all: build
+
+build:
+	LIBTORCH=$(LIBTORCH_DIR) $(CARGO) build $(CARGO_FLAGS)
+
+weights: build
+	scripts/fetch-weights.sh $(BIN)
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all --check
+	LIBTORCH=$(LIBTORCH_DIR) $(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
+
+test: lint weights
+	LIBTORCH=$(LIBTORCH_DIR) $(CARGO) test $(CARGO_FLAGS) --workspace
+
+demo: weights
+	$(BIN) info
+	$(BIN) generate --model $(MODEL) --chat --prompt "What is the capital of France?" --max-new-tokens 48
+
+# Forward tokens/s of the 135M model on this machine: smolsweep, then
+# transformers on the same weights (needs scripts/reference/requirements.txt).
+bench: weights
+	$(BIN) bench forward --model $(MODEL) --device cpu --shape 1x256 --shape 8x256
+	@if .venv/bin/python -c 'import transformers' 2>/dev/null; then \
+	  .venv/bin/python scripts/reference/bench_forward.py $(MODEL) --shape 1x256 --shape 8x256; \
+	else echo "transformers not installed: .venv/bin/pip install -r scripts/reference/requirements.txt" >&2; fi
+
+clean-models:
+	rm -rf models/SmolLM2-135M-Instruct
