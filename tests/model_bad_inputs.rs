@@ -8,11 +8,20 @@ use std::path::Path;
 use common::*;
 
 fn link_weights(from: &Path, to: &Path) {
-    std::os::unix::fs::symlink(from.join("model.safetensors"), to.join("model.safetensors")).expect("symlink");
+    std::os::unix::fs::symlink(from.join("model.safetensors"), to.join("model.safetensors"))
+        .expect("symlink");
 }
 
 fn generate_err(dir: &Path) -> String {
-    let o = run(&["generate", "--model", dir.to_str().expect("path"), "--prompt", "hi", "--max-new-tokens", "1"]);
+    let o = run(&[
+        "generate",
+        "--model",
+        dir.to_str().expect("path"),
+        "--prompt",
+        "hi",
+        "--max-new-tokens",
+        "1",
+    ]);
     assert!(!o.status.success(), "expected failure, got {}", stdout(&o));
     stderr(&o)
 }
@@ -22,13 +31,23 @@ fn config_missing_a_field() {
     let real = real_model();
     let dir = tempfile::tempdir().expect("tmp");
     let mut cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(real.join("config.json")).expect("read")).expect("json");
-    cfg.as_object_mut().expect("obj").remove("num_hidden_layers");
+        serde_json::from_str(&std::fs::read_to_string(real.join("config.json")).expect("read"))
+            .expect("json");
+    cfg.as_object_mut()
+        .expect("obj")
+        .remove("num_hidden_layers");
     std::fs::write(dir.path().join("config.json"), cfg.to_string()).expect("write");
-    std::fs::copy(real.join("tokenizer.json"), dir.path().join("tokenizer.json")).expect("copy");
+    std::fs::copy(
+        real.join("tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )
+    .expect("copy");
     link_weights(&real, dir.path());
     let err = generate_err(dir.path());
-    assert!(err.contains("config.json") && err.contains("num_hidden_layers"), "{err}");
+    assert!(
+        err.contains("config.json") && err.contains("num_hidden_layers"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -38,7 +57,10 @@ fn model_directory_without_tokenizer() {
     std::fs::copy(real.join("config.json"), dir.path().join("config.json")).expect("copy");
     link_weights(&real, dir.path());
     let err = generate_err(dir.path());
-    assert!(err.contains("tokenizer.json") && err.contains(dir.path().to_str().expect("p")), "{err}");
+    assert!(
+        err.contains("tokenizer.json") && err.contains(dir.path().to_str().expect("p")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -46,13 +68,23 @@ fn weights_with_a_wrong_shape() {
     let real = real_model();
     let dir = tempfile::tempdir().expect("tmp");
     let mut cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(real.join("config.json")).expect("read")).expect("json");
+        serde_json::from_str(&std::fs::read_to_string(real.join("config.json")).expect("read"))
+            .expect("json");
     cfg["intermediate_size"] = 1024.into();
     std::fs::write(dir.path().join("config.json"), cfg.to_string()).expect("write");
-    std::fs::copy(real.join("tokenizer.json"), dir.path().join("tokenizer.json")).expect("copy");
+    std::fs::copy(
+        real.join("tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )
+    .expect("copy");
     link_weights(&real, dir.path());
     let err = generate_err(dir.path());
-    assert!(err.contains("model.safetensors") && err.contains("mlp.down_proj.weight") && err.contains("[576, 1536]"), "{err}");
+    assert!(
+        err.contains("model.safetensors")
+            && err.contains("mlp.down_proj.weight")
+            && err.contains("[576, 1536]"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -60,14 +92,22 @@ fn weights_missing_a_tensor() {
     let real = real_model();
     let dir = tempfile::tempdir().expect("tmp");
     let mut cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(real.join("config.json")).expect("read")).expect("json");
+        serde_json::from_str(&std::fs::read_to_string(real.join("config.json")).expect("read"))
+            .expect("json");
     // An untied head needs lm_head.weight, which SmolLM2's file lacks.
     cfg["tie_word_embeddings"] = false.into();
     std::fs::write(dir.path().join("config.json"), cfg.to_string()).expect("write");
-    std::fs::copy(real.join("tokenizer.json"), dir.path().join("tokenizer.json")).expect("copy");
+    std::fs::copy(
+        real.join("tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )
+    .expect("copy");
     link_weights(&real, dir.path());
     let err = generate_err(dir.path());
-    assert!(err.contains("lm_head.weight") && err.contains("missing"), "{err}");
+    assert!(
+        err.contains("lm_head.weight") && err.contains("missing"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -79,10 +119,18 @@ fn truncated_gguf() {
     let cut = dir.path().join("cut.gguf");
     for len in [bytes.len() / 2, 4096] {
         std::fs::write(&cut, &bytes[..len]).expect("write");
-        let o = run(&["import-gguf", cut.to_str().expect("p"), "--out", dir.path().join("out").to_str().expect("p")]);
+        let o = run(&[
+            "import-gguf",
+            cut.to_str().expect("p"),
+            "--out",
+            dir.path().join("out").to_str().expect("p"),
+        ]);
         assert!(!o.status.success());
         let err = stderr(&o);
-        assert!(err.contains("cut.gguf") && err.contains("truncated"), "{err}");
+        assert!(
+            err.contains("cut.gguf") && err.contains("truncated"),
+            "{err}"
+        );
     }
     assert!(!dir.path().join("out/model.safetensors").exists());
 }

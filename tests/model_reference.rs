@@ -6,7 +6,9 @@
 mod common;
 
 use common::*;
-use smolsweep_model::{generate, ChatTemplate, DType, DeviceSpec, GenerateOptions, LoadedModel, Message};
+use smolsweep_model::{
+    generate, ChatTemplate, DType, DeviceSpec, GenerateOptions, LoadedModel, Message,
+};
 
 fn load() -> LoadedModel {
     LoadedModel::load(&real_model(), DeviceSpec::Cpu, DType::F32).expect("load real model")
@@ -44,7 +46,15 @@ fn score_matches_transformers_logprobs() {
     let r = reference();
     for case in r["score"].as_array().expect("cases") {
         let text = case["text"].as_str().expect("text");
-        let o = run(&["score", "--model", model.to_str().expect("path"), "--device", "cpu", "--text", text]);
+        let o = run(&[
+            "score",
+            "--model",
+            model.to_str().expect("path"),
+            "--device",
+            "cpu",
+            "--text",
+            text,
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
         let got: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("json");
         assert_eq!(ids(&got["token_ids"]), ids(&case["token_ids"]), "{text:?}");
@@ -90,10 +100,20 @@ fn greedy_generation_matches_transformers_token_for_token() {
     // One batch of all prompts (left padding) and each alone.
     let batched = generate::generate(&m.model, &m.tokenizer, &prompts, &opts).expect("generate");
     for ((case, g), p) in cases.iter().zip(&batched).zip(&prompts) {
-        assert_eq!(g.token_ids, ids(&case["new_ids"]), "batched: {:?}", case["prompt"]);
+        assert_eq!(
+            g.token_ids,
+            ids(&case["new_ids"]),
+            "batched: {:?}",
+            case["prompt"]
+        );
         let single = generate::generate(&m.model, &m.tokenizer, std::slice::from_ref(p), &opts)
             .expect("generate");
-        assert_eq!(single[0].token_ids, ids(&case["new_ids"]), "single: {:?}", case["prompt"]);
+        assert_eq!(
+            single[0].token_ids,
+            ids(&case["new_ids"]),
+            "single: {:?}",
+            case["prompt"]
+        );
     }
 }
 
@@ -118,7 +138,10 @@ fn chat_generation_answers_paris() {
 fn builtin_templates_render_for_the_real_tokenizer() {
     let m = load();
     let msgs = [Message::new("user", "Hi")];
-    let chatml = ChatTemplate::builtin("chatml").expect("chatml").render(&msgs, true, "", "").expect("r");
+    let chatml = ChatTemplate::builtin("chatml")
+        .expect("chatml")
+        .render(&msgs, true, "", "")
+        .expect("r");
     let ids_ = m.tokenizer.encode(&chatml).expect("encode");
     // <|im_start|> and <|im_end|> are single special tokens.
     assert_eq!(ids_.iter().filter(|&&i| i == 1).count(), 2);
@@ -132,6 +155,10 @@ fn saved_directory_reloads_with_identical_logits() {
     m.save(dir.path(), tch::Kind::Float).expect("save");
     let m2 = LoadedModel::load(dir.path(), DeviceSpec::Cpu, DType::F32).expect("reload");
     let x = tch::Tensor::from_slice(&[504i64, 3575, 282, 4649, 314]).unsqueeze(0);
-    assert!(m.model.forward(&x).expect("a").equal(&m2.model.forward(&x).expect("b")));
+    assert!(m
+        .model
+        .forward(&x)
+        .expect("a")
+        .equal(&m2.model.forward(&x).expect("b")));
     assert!(dir.path().join("tokenizer_config.json").is_file());
 }

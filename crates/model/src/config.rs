@@ -163,7 +163,11 @@ impl LlamaConfig {
                 "biased projections are not supported".into(),
             ));
         }
-        if !(self.rms_norm_eps > 0.0) || !(self.rope_theta > 0.0) {
+        if self.rms_norm_eps.is_nan()
+            || self.rms_norm_eps <= 0.0
+            || self.rope_theta.is_nan()
+            || self.rope_theta <= 0.0
+        {
             return Err(err(
                 "rms_norm_eps",
                 "rms_norm_eps and rope_theta must be positive".into(),

@@ -302,11 +302,12 @@ impl Llama {
             };
             let y = Tensor::scaled_dot_product_attention(&q, &k, &v, m, 0.0, causal, None, true);
             let y = y.transpose(1, 2).reshape([b, t, h * hd]);
-            x = x + y.linear(&layer.o, None::<Tensor>);
+            // Out of place: the norm's backward needs the old `x`.
+            x = &x + y.linear(&layer.o, None::<Tensor>);
             let hn = self.rms_norm(&x, &layer.post_norm);
             let gate = hn.linear(&layer.gate, None::<Tensor>).silu();
             let up = hn.linear(&layer.up, None::<Tensor>);
-            x = x + (gate * up).linear(&layer.down, None::<Tensor>);
+            x = &x + (gate * up).linear(&layer.down, None::<Tensor>);
         }
         if let Some(c) = cache {
             c.len += t;

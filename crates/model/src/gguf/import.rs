@@ -367,11 +367,18 @@ mod import_tests {
         let dir = tempfile::tempdir().expect("tmp");
         let p = dir.path().join("q6k.gguf");
         // Q6_K (type 14): 256-element blocks of 210 bytes.
-        write_gguf(&p, &meta(), &[("token_embd.weight", vec![32, 8], GgmlType(14), vec![0; 210])]);
+        write_gguf(
+            &p,
+            &meta(),
+            &[("token_embd.weight", vec![32, 8], GgmlType(14), vec![0; 210])],
+        );
         let err = import_gguf(&p, &dir.path().join("out"), Kind::Float)
             .expect_err("must fail")
             .to_string();
-        assert!(err.contains("token_embd.weight") && err.contains("Q6_K") && err.contains("q6k.gguf"), "{err}");
+        assert!(
+            err.contains("token_embd.weight") && err.contains("Q6_K") && err.contains("q6k.gguf"),
+            "{err}"
+        );
     }
 
     #[test]
