@@ -1,0 +1,1 @@
+//! IFEval: placeholder, being written.

@@ -1,0 +1,1 @@
+//! The report: placeholder, being written.

@@ -1,0 +1,1 @@
+//! The trainer: being written.
