@@ -228,7 +228,7 @@ mod tests {
         let dir = crate::tokenizer::tests::byte_tokenizer_dir();
         let tok = TextTokenizer::from_dir(dir.path()).expect("tokenizer");
         let model = Llama::new(
-            LlamaConfig::tiny(258),
+            LlamaConfig::tiny(259),
             Device::Cpu,
             Kind::Float,
             InitMode::Random { seed: 11 },

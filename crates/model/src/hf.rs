@@ -239,42 +239,69 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
 }
 
-/// Writes `model.safetensors` (HF tensor names, `kind` dtype, a tied head
-/// left out as HF does), `config.json` and `generation_config.json`.
-pub fn save_weights_and_config(model: &Llama, dir: &Path, kind: Kind) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-    let mut vars: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut buffers = Vec::with_capacity(vars.len());
-    for (name, t) in &vars {
-        let t = t.to_device(Device::Cpu).to_kind(kind).contiguous();
+/// Writes named tensors to a safetensors file atomically (a temporary
+/// file renamed into place), converting to `kind` when given.
+pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)], kind: Option<Kind>) -> Result<()> {
+    let mut buffers = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let k = kind.unwrap_or_else(|| t.kind());
+        let t = t.to_device(Device::Cpu).to_kind(k).contiguous();
         let numel = t.numel();
-        let mut bytes = vec![0u8; numel * kind.elt_size_in_bytes()];
+        let mut bytes = vec![0u8; numel * k.elt_size_in_bytes()];
         t.f_copy_data_u8(&mut bytes, numel)?;
         let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-        buffers.push((name.clone(), shape, bytes));
+        buffers.push((name.clone(), st_dtype(k), shape, bytes));
     }
     let views = buffers
         .iter()
-        .map(|(name, shape, bytes)| {
-            safetensors::tensor::TensorView::new(st_dtype(kind), shape.clone(), bytes)
+        .map(|(name, dtype, shape, bytes)| {
+            safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
                 .map(|v| (name.clone(), v))
         })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| ModelError::Safetensors {
-            path: dir.join("model.safetensors"),
+            path: path.to_path_buf(),
             msg: e.to_string(),
         })?;
     let meta: HashMap<String, String> = [("format".to_owned(), "pt".to_owned())].into();
-    let out = dir.join("model.safetensors");
-    let tmp = dir.join("model.safetensors.tmp");
+    let tmp = path.with_extension("safetensors.tmp");
     safetensors::serialize_to_file(views, Some(meta), &tmp).map_err(|e| {
         ModelError::Safetensors {
             path: tmp.clone(),
             msg: e.to_string(),
         }
     })?;
-    std::fs::rename(&tmp, &out).map_err(|e| ModelError::io(&out, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
+}
+
+/// Reads every tensor of a safetensors file (on the CPU, in its dtype).
+pub fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let bytes = map_file(path)?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Safetensors {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        let kind = kind_of(view.dtype()).ok_or_else(|| ModelError::Tensor {
+            path: path.to_path_buf(),
+            tensor: name.clone(),
+            msg: format!("dtype {:?} is not a float type", view.dtype()),
+        })?;
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        out.push((name, Tensor::f_from_data_size(view.data(), &shape, kind)?));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Writes `model.safetensors` (HF tensor names, `kind` dtype, a tied head
+/// left out as HF does), `config.json` and `generation_config.json`.
+pub fn save_weights_and_config(model: &Llama, dir: &Path, kind: Kind) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    let mut vars: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    write_tensors(&dir.join("model.safetensors"), &vars, Some(kind))?;
     let c = &model.config;
     let cfg = c.to_hf_json(torch_dtype_name(kind));
     write_json(&dir.join("config.json"), &cfg)?;

@@ -275,35 +275,50 @@ pub fn byte_level_alphabet() -> Vec<String> {
         .collect()
 }
 
+/// Special tokens of the byte-level tokenizer, after the 256 bytes.
+pub const BYTE_LEVEL_SPECIALS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+
+/// Writes a byte-level tokenizer (the 256 bytes, no merges, plus
+/// [`BYTE_LEVEL_SPECIALS`]; vocabulary 259) with the ChatML template into
+/// `dir`: the tokenizer of tiny models trained from scratch, which needs no
+/// training and covers any text.
+pub fn write_byte_level_tokenizer(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    let mut vocab = byte_level_alphabet();
+    let added: Vec<AddedToken> = BYTE_LEVEL_SPECIALS
+        .iter()
+        .enumerate()
+        .map(|(i, s)| AddedToken {
+            id: 256 + i as u32,
+            content: (*s).to_owned(),
+            special: true,
+        })
+        .collect();
+    vocab.extend(BYTE_LEVEL_SPECIALS.iter().map(|s| (*s).to_owned()));
+    let json = bpe_tokenizer_json(&vocab, &[], &added, PreTokenizer::SmolLm);
+    crate::hf::write_json(&dir.join("tokenizer.json"), &json)?;
+    crate::hf::write_json(
+        &dir.join("tokenizer_config.json"),
+        &serde_json::json!({
+            "bos_token": "<|im_start|>",
+            "eos_token": "<|im_end|>",
+            "pad_token": "<|endoftext|>",
+            "unk_token": "<|endoftext|>",
+            "chat_template": crate::chat::CHATML_TEMPLATE,
+            "clean_up_tokenization_spaces": false,
+            "tokenizer_class": "GPT2Tokenizer",
+        }),
+    )
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    /// A byte-level tokenizer with no merges and two special tokens.
+    /// A byte-level tokenizer (vocabulary 259).
     pub(crate) fn byte_tokenizer_dir() -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("tmp");
-        let mut vocab = byte_level_alphabet();
-        vocab.push("<|endoftext|>".into());
-        vocab.push("<|im_end|>".into());
-        let added = [
-            AddedToken {
-                id: 256,
-                content: "<|endoftext|>".into(),
-                special: true,
-            },
-            AddedToken {
-                id: 257,
-                content: "<|im_end|>".into(),
-                special: true,
-            },
-        ];
-        let json = bpe_tokenizer_json(&vocab, &[], &added, PreTokenizer::SmolLm);
-        crate::hf::write_json(&dir.path().join("tokenizer.json"), &json).expect("write");
-        crate::hf::write_json(
-            &dir.path().join("tokenizer_config.json"),
-            &serde_json::json!({"eos_token": "<|im_end|>", "chat_template": crate::chat::CHATML_TEMPLATE}),
-        )
-        .expect("write");
+        write_byte_level_tokenizer(dir.path()).expect("write");
         dir
     }
 
@@ -323,10 +338,10 @@ pub(crate) mod tests {
         let tok = TextTokenizer::from_dir(dir.path()).expect("load");
         let text = "héllo 42 😀<|im_end|>";
         let ids = tok.encode(text).expect("encode");
-        assert_eq!(ids.last(), Some(&257));
+        assert_eq!(ids.last(), Some(&258));
         assert_eq!(ids.len(), "héllo 42 😀".len() + 1);
         assert_eq!(tok.decode(&ids, false).expect("decode"), text);
-        assert_eq!(tok.eos_id(), Some(257));
+        assert_eq!(tok.eos_id(), Some(258));
         assert!(tok.model_chat_template().is_ok());
     }
 

@@ -1,0 +1,221 @@
+//! From tokenised samples to tensors: the deterministic per-epoch order,
+//! the `batch_size` samples of each optimizer step, and their split into
+//! micro-batches — padded (right padding, plain causal attention) or packed
+//! (several whole samples per row, positions restarting at each sample,
+//! attention confined to each sample by a block-diagonal causal mask).
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Kind, Tensor};
+
+use crate::data::TokenizedData;
+
+/// Sample order of one epoch: a permutation drawn from (seed, epoch), so a
+/// resumed run sees exactly the order an uninterrupted one would.
+pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    idx.shuffle(&mut rng);
+    idx
+}
+
+/// Optimizer steps per epoch (the last batch of an epoch may be smaller,
+/// as a DataLoader without drop_last gives it).
+pub fn steps_per_epoch(n: usize, batch_size: usize) -> u64 {
+    n.div_ceil(batch_size) as u64
+}
+
+/// The samples of optimizer step `step` (0-based) and its epoch.
+pub fn step_samples(n: usize, batch_size: usize, seed: u64, step: u64, cache: &mut Option<(u64, Vec<usize>)>) -> (u64, Vec<usize>) {
+    let per = steps_per_epoch(n, batch_size);
+    let epoch = step / per;
+    let b = (step % per) as usize;
+    if cache.as_ref().is_none_or(|(e, _)| *e != epoch) {
+        *cache = Some((epoch, epoch_order(n, seed, epoch)));
+    }
+    let order = cache.as_ref().map(|(_, o)| o.as_slice()).unwrap_or(&[]);
+    let end = ((b + 1) * batch_size).min(n);
+    (epoch, order[b * batch_size..end].to_vec())
+}
+
+/// One forward/backward unit.
+#[derive(Debug)]
+pub struct MicroBatch {
+    /// `[R, L]` token ids.
+    pub ids: Tensor,
+    /// `[R, L]` RoPE positions.
+    pub positions: Tensor,
+    /// `[R, 1, L, L]` attention mask when packed; `None` = plain causal.
+    pub mask: Option<Tensor>,
+    /// `[R * L]` next-token targets, -100 where there is no label.
+    pub targets: Tensor,
+    /// Positions with a target.
+    pub label_tokens: i64,
+    /// Real (non-pad) tokens.
+    pub tokens: i64,
+}
+
+struct Row {
+    ids: Vec<i64>,
+    pos: Vec<i64>,
+    seg: Vec<i64>,
+    tgt: Vec<i64>,
+}
+
+fn push_sample(row: &mut Row, data: &TokenizedData, i: usize, seg: i64) {
+    let (ids, mask) = data.sample(i);
+    for (j, &t) in ids.iter().enumerate() {
+        row.ids.push(t as i64);
+        row.pos.push(j as i64);
+        row.seg.push(seg);
+        // The logit at j predicts token j+1, a label when masked in.
+        let target = match (ids.get(j + 1), mask.get(j + 1)) {
+            (Some(&next), Some(&1)) => next as i64,
+            _ => -100,
+        };
+        row.tgt.push(target);
+    }
+}
+
+/// Splits one step's samples into micro-batches of at most
+/// `micro_batch_size` rows.
+pub fn micro_batches(
+    data: &TokenizedData,
+    samples: &[usize],
+    micro_batch_size: usize,
+    packing: bool,
+    max_len: usize,
+    pad_id: u32,
+    device: Device,
+) -> Vec<MicroBatch> {
+    let mut rows: Vec<Row> = Vec::new();
+    if packing {
+        // First fit in step order: a sample goes in the first row with room.
+        let mut fill: Vec<usize> = Vec::new();
+        for (k, &i) in samples.iter().enumerate() {
+            let len = data.sample(i).0.len();
+            let slot = fill.iter().position(|&f| f + len <= max_len);
+            let r = match slot {
+                Some(r) => r,
+                None => {
+                    rows.push(Row { ids: vec![], pos: vec![], seg: vec![], tgt: vec![] });
+                    fill.push(0);
+                    rows.len() - 1
+                }
+            };
+            push_sample(&mut rows[r], data, i, k as i64);
+            fill[r] += len;
+        }
+    } else {
+        for (k, &i) in samples.iter().enumerate() {
+            let mut row = Row { ids: vec![], pos: vec![], seg: vec![], tgt: vec![] };
+            push_sample(&mut row, data, i, k as i64);
+            rows.push(row);
+        }
+    }
+    rows.chunks(micro_batch_size.max(1))
+        .map(|chunk| {
+            let r = chunk.len() as i64;
+            let l = chunk.iter().map(|row| row.ids.len()).max().unwrap_or(1) as i64;
+            let mut ids = Vec::with_capacity((r * l) as usize);
+            let mut pos = Vec::with_capacity((r * l) as usize);
+            let mut seg = Vec::with_capacity((r * l) as usize);
+            let mut tgt = Vec::with_capacity((r * l) as usize);
+            let mut tokens = 0i64;
+            for row in chunk {
+                let pad = l as usize - row.ids.len();
+                tokens += row.ids.len() as i64;
+                ids.extend(&row.ids);
+                ids.extend(std::iter::repeat_n(pad_id as i64, pad));
+                pos.extend(&row.pos);
+                pos.extend((0..pad as i64).map(|p| row.pos.len() as i64 + p));
+                seg.extend(&row.seg);
+                // Each pad position is its own segment: it attends only to
+                // itself, so no softmax row is empty.
+                seg.extend((0..pad as i64).map(|p| -1 - p));
+                tgt.extend(&row.tgt);
+                tgt.extend(std::iter::repeat_n(-100, pad));
+            }
+            let label_tokens = tgt.iter().filter(|&&t| t != -100).count() as i64;
+            let t = |v: &[i64]| Tensor::from_slice(v).view([r, l]).to_device(device);
+            let mask = packing.then(|| {
+                let s = t(&seg);
+                let same = s.unsqueeze(2).eq_tensor(&s.unsqueeze(1));
+                let causal = Tensor::ones([l, l], (Kind::Bool, device)).tril(0);
+                same.logical_and(&causal).unsqueeze(1)
+            });
+            MicroBatch {
+                ids: t(&ids),
+                positions: t(&pos),
+                mask,
+                targets: Tensor::from_slice(&tgt).to_device(device),
+                label_tokens,
+                tokens,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(lens: &[usize]) -> TokenizedData {
+        let mut d = TokenizedData { offsets: vec![0], ..Default::default() };
+        for (k, &n) in lens.iter().enumerate() {
+            for j in 0..n {
+                d.ids.push((10 * k + j) as u32);
+                d.mask.push(u8::from(j >= 1));
+            }
+            d.offsets.push(d.ids.len() as u64);
+        }
+        d
+    }
+
+    #[test]
+    fn order_is_a_deterministic_permutation_per_epoch() {
+        let a = epoch_order(10, 123, 0);
+        assert_eq!(a, epoch_order(10, 123, 0));
+        assert_ne!(a, epoch_order(10, 123, 1));
+        let mut s = a.clone();
+        s.sort();
+        assert_eq!(s, (0..10).collect::<Vec<_>>());
+        let mut cache = None;
+        let (e, last) = step_samples(10, 4, 1, 2, &mut cache);
+        assert_eq!((e, last.len()), (0, 2));
+        let (e, first) = step_samples(10, 4, 1, 3, &mut cache);
+        assert_eq!((e, first.len()), (1, 4));
+    }
+
+    #[test]
+    fn packing_keeps_samples_apart() {
+        let d = data(&[3, 2, 4]);
+        let mbs = micro_batches(&d, &[0, 1, 2], 8, true, 6, 0, Device::Cpu);
+        assert_eq!(mbs.len(), 1);
+        let mb = &mbs[0];
+        // Rows: [s0 s1] (5 tokens) and [s2] (4 tokens), padded to 5.
+        assert_eq!(mb.ids.size(), [2, 5]);
+        let pos = Vec::<i64>::try_from(mb.positions.flatten(0, -1)).expect("vec");
+        assert_eq!(pos[..5], [0, 1, 2, 0, 1]);
+        let mask = mb.mask.as_ref().expect("mask");
+        // Token 3 (s1's first) must not see tokens 0..3 (s0).
+        assert_eq!(mask.int64_value(&[0, 0, 3, 2]), 0);
+        assert_eq!(mask.int64_value(&[0, 0, 4, 3]), 1);
+        let tgt = Vec::<i64>::try_from(&mb.targets).expect("vec");
+        // s0's last token predicts nothing (not s1's first token).
+        assert_eq!(tgt[..5], [1, 2, -100, 11, -100]);
+        assert_eq!(mb.tokens, 9);
+        assert_eq!(mb.label_tokens, 2 + 1 + 3);
+    }
+
+    #[test]
+    fn padded_batches_split_by_micro_batch_size() {
+        let d = data(&[3, 2, 4]);
+        let mbs = micro_batches(&d, &[0, 1, 2], 2, false, 16, 0, Device::Cpu);
+        assert_eq!(mbs.len(), 2);
+        assert_eq!(mbs[0].ids.size(), [2, 3]);
+        assert!(mbs[0].mask.is_none());
+        assert_eq!(mbs.iter().map(|m| m.label_tokens).sum::<i64>(), 6);
+    }
+}
