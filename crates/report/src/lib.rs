@@ -1,1 +1,710 @@
-//! The report: placeholder, being written.
+//! The sweep report: Figure-1-style contour plots of every benchmark metric
+//! over learning rate x effective batch size, the LR/BS ratio analysis, and
+//! `report.md`, a self-contained `report.html`, `results.csv` and
+//! `summary.json`.
+//!
+//! The crate takes plain data ([`ReportInput`]) rather than reading the
+//! sweep database itself, so it can be tested from fixtures and does not
+//! depend on the orchestrator's schema.
+//!
+//! What [`render_report`] writes into its output directory:
+//!
+//! | file | what |
+//! |---|---|
+//! | `figure1.png` | every metric side by side, Figure-1 benchmarks first (ARC, GSM8K, HellaSwag, IFEval), [`COMBINED_COLUMNS`] panels of [`PANEL_SIZE`] per row under a [`COMBINED_TITLE_H`]-pixel title |
+//! | `metric_<slug>.png` | one metric, [`METRIC_FIGURE_SIZE`] pixels: filled contours when the scored points span at least 2 LRs and 2 BSs, else a line plot |
+//! | `ratio_<slug>.png` | score against log10(LR/BS), [`RATIO_FIGURE_SIZE`] pixels |
+//! | `report.md`, `report.html` | the report (HTML with the images inlined) |
+//! | `results.csv` | one row per trial |
+//! | `summary.json` | [`ReportSummary`] as JSON |
+
+pub mod analysis;
+pub mod doc;
+pub mod figures;
+pub mod interp;
+pub mod plot;
+pub mod stats;
+pub mod sweep;
+
+pub use analysis::{RatioAnalysis, Verdict};
+pub use figures::{
+    PanelInfo, PlotKind, COMBINED_COLUMNS, COMBINED_TITLE_H, METRIC_FIGURE_SIZE, PANEL_SIZE,
+    RATIO_FIGURE_SIZE,
+};
+pub use plot::{Geometry, DIVERGED_RGB, FAILED_RGB, ISO_RGB};
+pub use sweep::{Point, PointStatus};
+
+use analysis::fmt_rho;
+use doc::{csv_field, Block};
+use figures::{metric_panel, ratio_scatter, MetricData};
+use plot::{fmt_lr, fmt_ratio_e6, render_png, text_at, ValueFmt};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, VPos};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use sweep::{figure1_order, higher_is_better, points_for_metric, slug, Axes};
+
+/// Where a trial stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrialState {
+    Completed,
+    Diverged,
+    Failed,
+    Pending,
+    Running,
+}
+
+impl TrialState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrialState::Completed => "completed",
+            TrialState::Diverged => "diverged",
+            TrialState::Failed => "failed",
+            TrialState::Pending => "pending",
+            TrialState::Running => "running",
+        }
+    }
+}
+
+/// One trial of the sweep: a grid point and seed, its state and its scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialResult {
+    pub lr: f64,
+    /// Effective batch size (per-device batch x devices x accumulation).
+    pub batch_size: u32,
+    #[serde(default)]
+    pub seed: Option<i64>,
+    pub state: TrialState,
+    /// Metric name to score, e.g. `"arc_challenge/acc_norm"`,
+    /// `"gsm8k/exact_match,strict-match"`, `"ifeval/prompt_level_strict_acc"`,
+    /// `"hellaswag/acc_norm"`. Scores of trials that are not `Completed` are
+    /// ignored.
+    #[serde(default)]
+    pub scores: BTreeMap<String, f64>,
+    /// Other hyperparameters, shown in the results table and CSV.
+    #[serde(default)]
+    pub extra: BTreeMap<String, String>,
+}
+
+/// Everything the report is made from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportInput {
+    pub sweep_name: String,
+    /// The sweep's TOML, reproduced in the report.
+    pub spec_toml: String,
+    pub trials: Vec<TrialResult>,
+    /// Trials the spec asks for (grid points x seeds), to say what is
+    /// missing.
+    pub expected_points: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("invalid report input: {0}")]
+    Input(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: drawing failed: {message}")]
+    Draw { path: PathBuf, message: String },
+    #[error("{path}: writing PNG: {source}")]
+    Png {
+        path: PathBuf,
+        source: png::EncodingError,
+    },
+    #[error("the embedded font (DejaVu Sans) could not be loaded")]
+    Font,
+    #[error("{path}: writing JSON: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// How far the sweep has got.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Progress {
+    pub expected: usize,
+    pub recorded: usize,
+    pub completed: usize,
+    pub diverged: usize,
+    pub failed: usize,
+    pub pending: usize,
+    pub running: usize,
+    /// Expected trials not in the input at all.
+    pub not_recorded: usize,
+}
+
+impl Progress {
+    fn of(input: &ReportInput) -> Self {
+        let count = |s: TrialState| input.trials.iter().filter(|t| t.state == s).count();
+        Self {
+            expected: input.expected_points,
+            recorded: input.trials.len(),
+            completed: count(TrialState::Completed),
+            diverged: count(TrialState::Diverged),
+            failed: count(TrialState::Failed),
+            pending: count(TrialState::Pending),
+            running: count(TrialState::Running),
+            not_recorded: input.expected_points.saturating_sub(input.trials.len()),
+        }
+    }
+
+    pub fn finished(&self) -> usize {
+        self.completed + self.diverged + self.failed
+    }
+
+    /// Whether every expected trial has finished.
+    pub fn is_complete(&self) -> bool {
+        self.pending + self.running + self.not_recorded == 0
+    }
+
+    pub fn sentence(&self) -> String {
+        let done = format!(
+            "{} completed, {} diverged, {} failed",
+            self.completed, self.diverged, self.failed
+        );
+        if self.is_complete() {
+            format!(
+                "All {} expected trials have finished ({done}).",
+                self.finished().max(self.expected)
+            )
+        } else {
+            format!(
+                "Partial sweep: {} of {} expected trials have finished ({done}); {} running, {} pending, {} not yet recorded. The figures show what is done.",
+                self.finished(),
+                self.expected.max(self.recorded),
+                self.running,
+                self.pending,
+                self.not_recorded
+            )
+        }
+    }
+}
+
+/// One metric's outputs.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricSummary {
+    pub metric: String,
+    /// `metric_<slug>.png`.
+    pub figure: PathBuf,
+    pub panel: PanelInfo,
+    /// `ratio_<slug>.png`, when any grid point has a score.
+    pub ratio_figure: Option<PathBuf>,
+    pub ratio_geometry: Option<Geometry>,
+    pub analysis: RatioAnalysis,
+    /// The grid points as plotted.
+    pub points: Vec<Point>,
+}
+
+/// What [`render_report`] wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportSummary {
+    pub out_dir: PathBuf,
+    /// Every file written, in order.
+    pub files: Vec<PathBuf>,
+    pub progress: Progress,
+    /// The combined figure, when there is at least one metric.
+    pub combined: Option<PathBuf>,
+    /// Panels of the combined figure, in drawing order (row-major).
+    pub combined_panels: Vec<PanelInfo>,
+    pub metrics: Vec<MetricSummary>,
+}
+
+/// One metric's data, kept for the combined figure.
+struct Prepared {
+    name: String,
+    points: Vec<Point>,
+    higher: bool,
+    fmt: ValueFmt,
+    slug: String,
+}
+
+impl Prepared {
+    fn data<'a>(&'a self, axes: &'a Axes) -> MetricData<'a> {
+        MetricData {
+            metric: &self.name,
+            axes,
+            points: &self.points,
+            higher_is_better: self.higher,
+            fmt: self.fmt,
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
+    move |source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Renders the whole report into `out_dir` (created if needed).
+pub fn render_report(input: &ReportInput, out_dir: &Path) -> Result<ReportSummary, ReportError> {
+    std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
+    let axes = Axes::from_trials(&input.trials)?;
+    let mut metric_names: Vec<String> = input
+        .trials
+        .iter()
+        .flat_map(|t| t.scores.keys().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    metric_names.sort_by_key(|m| figure1_order(m));
+    let progress = Progress::of(input);
+    let mut files = Vec::new();
+
+    let mut used_slugs = BTreeSet::new();
+    let prepared: Vec<Prepared> = metric_names
+        .iter()
+        .map(|m| {
+            let points = points_for_metric(&axes, &input.trials, m);
+            let all: Vec<f64> = points
+                .iter()
+                .flat_map(|p| p.scores.iter().copied())
+                .collect();
+            let mut s = slug(m);
+            // Two metric names can slug alike ("a/b" and "a_b").
+            let base = s.clone();
+            let mut k = 2;
+            while !used_slugs.insert(s.clone()) {
+                s = format!("{base}_{k}");
+                k += 1;
+            }
+            Prepared {
+                name: m.clone(),
+                higher: higher_is_better(m),
+                fmt: ValueFmt::for_values(&all),
+                points,
+                slug: s,
+            }
+        })
+        .collect();
+
+    let mut metrics = Vec::new();
+    for p in &prepared {
+        let d = p.data(&axes);
+        let figure = out_dir.join(format!("metric_{}.png", p.slug));
+        let title = format!("{} — {}", p.name, input.sweep_name);
+        let panel = render_png(&figure, METRIC_FIGURE_SIZE, |root| {
+            metric_panel(root, root, &d, &title)
+        })?;
+        files.push(figure.clone());
+        let analysis = analysis::analyse(&p.name, &p.points, p.higher, p.fmt);
+        let (ratio_figure, ratio_geometry) = if analysis.n_points > 0 {
+            let path = out_dir.join(format!("ratio_{}.png", p.slug));
+            let note = format!(
+                "Spearman {}; n = {} grid points",
+                fmt_rho(analysis.rho, analysis.ci),
+                analysis.n_points
+            );
+            let g = render_png(&path, RATIO_FIGURE_SIZE, |root| {
+                ratio_scatter(root, &d, &note)
+            })?;
+            files.push(path.clone());
+            (Some(path), Some(g))
+        } else {
+            (None, None)
+        };
+        metrics.push(MetricSummary {
+            metric: p.name.clone(),
+            figure,
+            panel,
+            ratio_figure,
+            ratio_geometry,
+            analysis,
+            points: p.points.clone(),
+        });
+    }
+
+    let (combined, combined_panels) = if prepared.is_empty() {
+        (None, Vec::new())
+    } else {
+        let path = out_dir.join("figure1.png");
+        let cols = prepared.len().min(COMBINED_COLUMNS);
+        let rows = prepared.len().div_ceil(cols);
+        let size = (
+            PANEL_SIZE.0 * cols as u32,
+            PANEL_SIZE.1 * rows as u32 + COMBINED_TITLE_H,
+        );
+        let panels = render_png(&path, size, |root| {
+            let (title_area, body) = root.split_vertically(COMBINED_TITLE_H);
+            let (tw, th) = title_area.dim_in_pixel();
+            title_area.draw(&Text::new(
+                if prepared.iter().all(|p| p.data(&axes).kind() == PlotKind::Contour) {
+                    format!(
+                        "{}: benchmark score over learning rate × effective batch size (darker = better)",
+                        input.sweep_name
+                    )
+                } else {
+                    format!("{}: benchmark score over the sweep", input.sweep_name)
+                },
+                (tw as i32 / 2, th as i32 / 2),
+                text_at(20.0, BLACK, HPos::Center, VPos::Center),
+            ))?;
+            let cells = body.split_evenly((rows, cols));
+            let mut out = Vec::new();
+            for (i, (p, cell)) in prepared.iter().zip(&cells).enumerate() {
+                let letter = char::from(b'a' + (i % 26) as u8);
+                out.push(metric_panel(
+                    root,
+                    cell,
+                    &p.data(&axes),
+                    &format!("({letter}) {}", p.name),
+                )?);
+            }
+            Ok(out)
+        })?;
+        files.push(path.clone());
+        (Some(path), panels)
+    };
+
+    let csv_path = out_dir.join("results.csv");
+    std::fs::write(&csv_path, results_csv(input, &metric_names)).map_err(io_err(&csv_path))?;
+    files.push(csv_path);
+
+    let mut summary = ReportSummary {
+        out_dir: out_dir.to_path_buf(),
+        files,
+        progress,
+        combined,
+        combined_panels,
+        metrics,
+    };
+    let blocks = report_blocks(input, &summary, &metric_names);
+    let md_path = out_dir.join("report.md");
+    std::fs::write(&md_path, doc::to_markdown(&blocks)).map_err(io_err(&md_path))?;
+    summary.files.push(md_path);
+    let html_path = out_dir.join("report.html");
+    let html = doc::to_html(
+        &format!("smolsweep report: {}", input.sweep_name),
+        &blocks,
+        out_dir,
+    )
+    .map_err(|(path, source)| ReportError::Io { path, source })?;
+    std::fs::write(&html_path, html).map_err(io_err(&html_path))?;
+    summary.files.push(html_path);
+    let json_path = out_dir.join("summary.json");
+    summary.files.push(json_path.clone());
+    let json = serde_json::to_string_pretty(&summary).map_err(|source| ReportError::Json {
+        path: json_path.clone(),
+        source,
+    })?;
+    std::fs::write(&json_path, json).map_err(io_err(&json_path))?;
+    tracing::info!(dir = %out_dir.display(), files = summary.files.len(), "report written");
+    Ok(summary)
+}
+
+/// Trials in a stable order: LR, BS, seed.
+fn sorted_trials(input: &ReportInput) -> Vec<&TrialResult> {
+    let mut t: Vec<&TrialResult> = input.trials.iter().collect();
+    t.sort_by(|a, b| {
+        a.lr.total_cmp(&b.lr)
+            .then(a.batch_size.cmp(&b.batch_size))
+            .then(a.seed.cmp(&b.seed))
+    });
+    t
+}
+
+fn extra_keys(input: &ReportInput) -> Vec<String> {
+    input
+        .trials
+        .iter()
+        .flat_map(|t| t.extra.keys().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// `results.csv`: one row per trial, numbers at full precision.
+fn results_csv(input: &ReportInput, metrics: &[String]) -> String {
+    let extras = extra_keys(input);
+    let mut header = vec![
+        "lr".to_string(),
+        "batch_size".to_string(),
+        "lr_over_bs_x1e6".to_string(),
+        "seed".to_string(),
+        "state".to_string(),
+    ];
+    header.extend(extras.iter().cloned());
+    header.extend(metrics.iter().cloned());
+    let mut out = header
+        .iter()
+        .map(|h| csv_field(h))
+        .collect::<Vec<_>>()
+        .join(",");
+    out.push('\n');
+    for t in sorted_trials(input) {
+        let mut row = vec![
+            format!("{}", t.lr),
+            t.batch_size.to_string(),
+            format!("{}", t.lr / f64::from(t.batch_size) * 1e6),
+            t.seed.map(|s| s.to_string()).unwrap_or_default(),
+            t.state.as_str().to_string(),
+        ];
+        row.extend(
+            extras
+                .iter()
+                .map(|k| t.extra.get(k).cloned().unwrap_or_default()),
+        );
+        row.extend(
+            metrics
+                .iter()
+                .map(|m| t.scores.get(m).map(|v| format!("{v}")).unwrap_or_default()),
+        );
+        out.push_str(
+            &row.iter()
+                .map(|f| csv_field(f))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        out.push('\n');
+    }
+    out
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn report_blocks(
+    input: &ReportInput,
+    summary: &ReportSummary,
+    metric_names: &[String],
+) -> Vec<Block> {
+    let mut b = Vec::new();
+    b.push(Block::Heading(
+        1,
+        format!("Sweep report: {}", input.sweep_name),
+    ));
+    b.push(Block::Para(summary.progress.sentence()));
+    let unfinished: Vec<String> = sorted_trials(input)
+        .into_iter()
+        .filter(|t| matches!(t.state, TrialState::Pending | TrialState::Running))
+        .map(|t| {
+            format!(
+                "LR {}, BS {}{}: {}",
+                fmt_lr(t.lr),
+                t.batch_size,
+                t.seed.map(|s| format!(", seed {s}")).unwrap_or_default(),
+                t.state.as_str()
+            )
+        })
+        .collect();
+    if !unfinished.is_empty() || summary.progress.not_recorded > 0 {
+        b.push(Block::Heading(2, "What is missing".into()));
+        let mut items: Vec<String> = unfinished.iter().take(40).cloned().collect();
+        if unfinished.len() > 40 {
+            items.push(format!("… and {} more", unfinished.len() - 40));
+        }
+        if summary.progress.not_recorded > 0 {
+            items.push(format!(
+                "{} expected trials are not recorded at all yet",
+                summary.progress.not_recorded
+            ));
+        }
+        b.push(Block::List(items));
+    }
+    if metric_names.is_empty() {
+        b.push(Block::Para(
+            "No trial has a score yet, so there is nothing to plot.".into(),
+        ));
+    }
+
+    if let Some(c) = &summary.combined {
+        b.push(Block::Heading(
+            2,
+            "Figure 1: score over learning rate × batch size".into(),
+        ));
+        b.push(Block::Image(
+            file_name(c),
+            "All benchmarks over LR × BS".into(),
+        ));
+        b.push(Block::Para(
+            "x: learning rate (log scale); y: effective batch size (log2 scale); darker = better. \
+             Filled contours interpolate the measured grid points bilinearly in log space; where the grid \
+             has holes (not yet run, diverged or failed), those nodes are first filled by inverse-distance \
+             weighting from the measured ones so the neighbouring cells can be drawn, while the area nearest \
+             to each hole, like everything outside the measured region, stays grey. \
+             Each measured point is labelled with its mean score (over seeds); red crosses mark diverged \
+             runs, purple squares failed ones, grey circles runs not done yet. Dashed lines are constant \
+             LR/BS, labelled with LR/BS × 10⁶ as in the paper's Table 2. Sweeps along one axis get line plots."
+                .into(),
+        ));
+    }
+
+    if !summary.metrics.is_empty() {
+        b.push(Block::Heading(2, "Best point per benchmark".into()));
+        let rows = summary
+            .metrics
+            .iter()
+            .map(|m| {
+                let a = &m.analysis;
+                let fmt = ValueFmt::for_values(
+                    &m.points
+                        .iter()
+                        .flat_map(|p| p.scores.iter().copied())
+                        .collect::<Vec<_>>(),
+                );
+                let (lr, bs, ratio, score) = match &a.best {
+                    Some(best) => (
+                        fmt_lr(best.lr),
+                        best.batch_size.to_string(),
+                        fmt_ratio_e6(best.ratio),
+                        match best.sd {
+                            Some(sd) => format!(
+                                "{} ± {} (n={})",
+                                fmt.fmt(best.mean),
+                                fmt.fmt_spread(sd),
+                                best.seeds
+                            ),
+                            None => fmt.fmt(best.mean),
+                        },
+                    ),
+                    None => ("–".into(), "–".into(), "–".into(), "–".into()),
+                };
+                vec![
+                    format!("{}{}", m.metric, fmt.unit()),
+                    lr,
+                    bs,
+                    ratio,
+                    score,
+                    fmt_rho(a.rho, a.ci),
+                    a.verdict.label().to_string(),
+                ]
+            })
+            .collect();
+        b.push(Block::Table {
+            header: vec![
+                "metric".into(),
+                "best LR".into(),
+                "BS".into(),
+                "LR/BS × 10⁶".into(),
+                "score".into(),
+                "Spearman vs log LR/BS".into(),
+                "paper's claim".into(),
+            ],
+            rows,
+        });
+
+        b.push(Block::Heading(2, "Ratio analysis".into()));
+        b.push(Block::Para(format!(
+            "The paper (SmolTulu, Section 3.3, Figure 1) found that on SmolLM2-135M reasoning benchmarks (ARC, GSM8K) \
+             score best at high LR/BS ratios and pattern-recognition benchmarks (HellaSwag, IFEval) at low ones. \
+             For each metric: Spearman's ρ of the grid points' mean scores against log10(LR/BS) (ties get average \
+             ranks), with a {}% percentile bootstrap interval over grid points ({} resamples, fixed seed, so the \
+             numbers are reproducible). ρ against LR alone and BS alone shows which axis drives a ratio effect.",
+            (analysis::CI_LEVEL * 100.0).round(),
+            stats::BOOTSTRAP_RESAMPLES
+        )));
+        for m in &summary.metrics {
+            let a = &m.analysis;
+            b.push(Block::Heading(3, m.metric.clone()));
+            b.push(Block::Para(a.sentence.clone()));
+            let mut extra = Vec::new();
+            extra.push(format!("scored grid points: {}", a.n_points));
+            if let Some(r) = a.rho_lr {
+                extra.push(format!("ρ against log LR alone: {r:.2}"));
+            }
+            if let Some(r) = a.rho_bs {
+                extra.push(format!("ρ against log BS alone: {r:.2}"));
+            }
+            let without: usize = input
+                .trials
+                .iter()
+                .filter(|t| t.state == TrialState::Completed && !t.scores.contains_key(&m.metric))
+                .count();
+            if without > 0 {
+                extra.push(format!(
+                    "{without} completed trial(s) have no {} score",
+                    m.metric
+                ));
+            }
+            b.push(Block::List(extra));
+            b.push(Block::Image(
+                file_name(&m.figure),
+                format!("{} over LR × BS", m.metric),
+            ));
+            if let Some(r) = &m.ratio_figure {
+                b.push(Block::Image(
+                    file_name(r),
+                    format!("{} against log10(LR/BS)", m.metric),
+                ));
+            }
+        }
+    }
+
+    b.push(Block::Heading(2, "All results".into()));
+    let extras = extra_keys(input);
+    let fmts: BTreeMap<&str, ValueFmt> = summary
+        .metrics
+        .iter()
+        .map(|m| {
+            (
+                m.metric.as_str(),
+                ValueFmt::for_values(
+                    &m.points
+                        .iter()
+                        .flat_map(|p| p.scores.iter().copied())
+                        .collect::<Vec<_>>(),
+                ),
+            )
+        })
+        .collect();
+    let mut header = vec![
+        "LR".to_string(),
+        "BS".to_string(),
+        "LR/BS × 10⁶".to_string(),
+        "seed".to_string(),
+        "state".to_string(),
+    ];
+    header.extend(extras.iter().cloned());
+    header.extend(
+        metric_names
+            .iter()
+            .map(|m| format!("{m}{}", fmts.get(m.as_str()).map_or("", |f| f.unit()))),
+    );
+    let rows = sorted_trials(input)
+        .into_iter()
+        .map(|t| {
+            let mut r = vec![
+                fmt_lr(t.lr),
+                t.batch_size.to_string(),
+                fmt_ratio_e6(t.lr / f64::from(t.batch_size)),
+                t.seed.map(|s| s.to_string()).unwrap_or_default(),
+                t.state.as_str().to_string(),
+            ];
+            r.extend(
+                extras
+                    .iter()
+                    .map(|k| t.extra.get(k).cloned().unwrap_or_default()),
+            );
+            r.extend(metric_names.iter().map(|m| {
+                match t.scores.get(m) {
+                    Some(v) => fmts
+                        .get(m.as_str())
+                        .map_or_else(|| v.to_string(), |f| f.fmt(*v)),
+                    None => String::new(),
+                }
+            }));
+            r
+        })
+        .collect();
+    b.push(Block::Table { header, rows });
+    b.push(Block::Para(
+        "The same data at full precision: results.csv.".into(),
+    ));
+
+    b.push(Block::Heading(2, "Sweep spec".into()));
+    b.push(Block::Code {
+        lang: "toml".into(),
+        text: input.spec_toml.clone(),
+    });
+    b
+}
