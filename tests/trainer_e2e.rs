@@ -23,7 +23,11 @@ fn trial(dir: &Path, base: &str, overrides: &[(&str, &str)]) -> PathBuf {
     let text = std::fs::read_to_string(fixture(base)).expect("fixture toml");
     let mut lines: Vec<String> = text
         .lines()
-        .filter(|l| !overrides.iter().any(|(k, _)| l.starts_with(&format!("{k} ="))))
+        .filter(|l| {
+            !overrides
+                .iter()
+                .any(|(k, _)| l.starts_with(&format!("{k} =")))
+        })
         .map(|l| match l.split_once(" = ") {
             Some(("model", v)) => format!("model = \"{}\"", fixture(v.trim_matches('"')).display()),
             Some(("data", _)) if !overrides.iter().any(|(k, _)| *k == "data") => {
@@ -44,11 +48,21 @@ fn trial(dir: &Path, base: &str, overrides: &[(&str, &str)]) -> PathBuf {
 
 fn spawn(cfg: &Path, resume: bool) -> Child {
     let mut c = bin();
-    c.args(["train", "--config", cfg.to_str().expect("path"), "--no-progress"]);
+    c.args([
+        "train",
+        "--config",
+        cfg.to_str().expect("path"),
+        "--no-progress",
+    ]);
+    // The data statistics are info-level logs.
+    c.env("SMOLSWEEP_LOG", "info");
     if resume {
         c.arg("--resume");
     }
-    c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn train")
+    c.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn train")
 }
 
 fn events(out: &[u8]) -> Vec<Value> {
@@ -61,19 +75,30 @@ fn events(out: &[u8]) -> Vec<Value> {
 fn losses(evs: &[Value]) -> Vec<(u64, f64)> {
     evs.iter()
         .filter(|e| e["event"] == "step")
-        .map(|e| (e["step"].as_u64().expect("step"), e["loss"].as_f64().expect("loss")))
+        .map(|e| {
+            (
+                e["step"].as_u64().expect("step"),
+                e["loss"].as_f64().expect("loss"),
+            )
+        })
         .collect()
 }
 
 fn train_to_end(cfg: &Path, resume: bool) -> (i32, Vec<Value>, String) {
     let o = spawn(cfg, resume).wait_with_output().expect("wait");
-    (o.status.code().unwrap_or(-1), events(&o.stdout), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.code().unwrap_or(-1),
+        events(&o.stdout),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn losses_match_the_reference_loop_sum_and_mean() {
-    let reference: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("reference_losses.json")).expect("ref")).expect("json");
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("reference_losses.json")).expect("ref"),
+    )
+    .expect("json");
     for name in ["sum", "mean"] {
         let dir = tempfile::tempdir().expect("tmp");
         let cfg = trial(dir.path(), &format!("parity_{name}.toml"), &[]);
@@ -84,10 +109,16 @@ fn losses_match_the_reference_loop_sum_and_mean() {
         assert_eq!(ours.len(), 20);
         for ((step, a), b) in ours.iter().zip(theirs) {
             let b = b.as_f64().expect("f");
-            assert!((a - b).abs() / b.abs() < 1e-4, "{name} step {step}: {a} vs reference {b}");
+            assert!(
+                (a - b).abs() / b.abs() < 1e-4,
+                "{name} step {step}: {a} vs reference {b}"
+            );
         }
         // The export loads as a model.
-        let done = evs.iter().find(|e| e["event"] == "done").expect("done event");
+        let done = evs
+            .iter()
+            .find(|e| e["event"] == "done")
+            .expect("done event");
         let export = done["export"].as_str().expect("export");
         assert!(Path::new(export).join("model.safetensors").is_file());
         assert!(Path::new(export).join("tokenizer.json").is_file());
@@ -97,7 +128,11 @@ fn losses_match_the_reference_loop_sum_and_mean() {
 #[test]
 fn resume_after_sigkill_gives_identical_losses_and_weights() {
     let straight = tempfile::tempdir().expect("tmp");
-    let over = [("max_steps", "12"), ("checkpoint_every_steps", "3"), ("keep_checkpoints", "3")];
+    let over = [
+        ("max_steps", "12"),
+        ("checkpoint_every_steps", "3"),
+        ("keep_checkpoints", "3"),
+    ];
     let cfg = trial(straight.path(), "parity_sum.toml", &over);
     let (code, full, err) = train_to_end(&cfg, false);
     assert_eq!(code, 0, "{err}");
@@ -133,7 +168,10 @@ fn resume_after_sigkill_gives_identical_losses_and_weights() {
     let all: std::collections::BTreeMap<u64, f64> = losses(&full).into_iter().collect();
     for (step, l) in resumed {
         let want = all[&step];
-        assert!((l - want).abs() <= 1e-6 * want.abs().max(1.0), "step {step}: {l} vs {want}");
+        assert!(
+            (l - want).abs() <= 1e-6 * want.abs().max(1.0),
+            "step {step}: {l} vs {want}"
+        );
     }
     let a = std::fs::read(straight.path().join("out/final/model.safetensors")).expect("a");
     let b = std::fs::read(broken.path().join("out/final/model.safetensors")).expect("b");
@@ -143,10 +181,17 @@ fn resume_after_sigkill_gives_identical_losses_and_weights() {
 #[test]
 fn absurd_learning_rate_diverges_with_status_3() {
     let dir = tempfile::tempdir().expect("tmp");
-    let cfg = trial(dir.path(), "parity_sum.toml", &[("lr", "1e6"), ("warmup_ratio", "0.0"), ("max_steps", "40")]);
+    let cfg = trial(
+        dir.path(),
+        "parity_sum.toml",
+        &[("lr", "1e6"), ("warmup_ratio", "0.0"), ("max_steps", "40")],
+    );
     let (code, evs, err) = train_to_end(&cfg, false);
     assert_eq!(code, 3, "{err}");
-    let d = evs.iter().find(|e| e["event"] == "diverged").expect("diverged event");
+    let d = evs
+        .iter()
+        .find(|e| e["event"] == "diverged")
+        .expect("diverged event");
     assert!(d["step"].as_u64().is_some());
 }
 
@@ -163,12 +208,21 @@ fn sigterm_checkpoints_exits_4_and_resumes() {
         }
     }
     // SAFETY-free: signal the child through the kill command.
-    let st = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(st.success());
-    let rest: Vec<Value> = lines.map_while(Result::ok).filter_map(|l| serde_json::from_str(&l).ok()).collect();
+    let rest: Vec<Value> = lines
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect();
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(4));
-    let ck = rest.iter().find(|e| e["event"] == "checkpoint").expect("checkpoint event");
+    let ck = rest
+        .iter()
+        .find(|e| e["event"] == "checkpoint")
+        .expect("checkpoint event");
     let at = ck["step"].as_u64().expect("step");
     // Resume for a few more steps only.
     let cfg2 = trial(dir.path(), "parity_sum.toml", &[("max_steps", "400")]);
@@ -190,7 +244,11 @@ fn bad_data_is_reported_with_file_and_line() {
     let dir = tempfile::tempdir().expect("tmp");
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"content\": \"b\"}]}\n{\"messages\": [oops]}\n").expect("w");
-    let cfg = trial(dir.path(), "parity_sum.toml", &[("data", &format!("[\"{}\"]", bad.display()))]);
+    let cfg = trial(
+        dir.path(),
+        "parity_sum.toml",
+        &[("data", &format!("[\"{}\"]", bad.display()))],
+    );
     let (code, _, err) = train_to_end(&cfg, false);
     assert_eq!(code, 1);
     assert!(err.contains("bad.jsonl, line 2"), "{err}");
@@ -198,7 +256,10 @@ fn bad_data_is_reported_with_file_and_line() {
     std::fs::write(&bad, "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"content\": \"b\"}]}\n{\"text\": \"x\"}\n").expect("w");
     let (code, _, err) = train_to_end(&cfg, false);
     assert_eq!(code, 1);
-    assert!(err.contains("bad.jsonl, row 2") && err.contains("messages"), "{err}");
+    assert!(
+        err.contains("bad.jsonl, row 2") && err.contains("messages"),
+        "{err}"
+    );
 
     std::fs::write(&bad, "").expect("w");
     let (code, _, err) = train_to_end(&cfg, false);
@@ -212,15 +273,29 @@ fn bad_data_is_reported_with_file_and_line() {
     }
     text.push_str("{\"messages\": [{\"role\": \"user\", \"content\": \"alone\"}]}\n");
     std::fs::write(&bad, text).expect("w");
-    let cfg = trial(dir.path(), "parity_sum.toml", &[("data", &format!("[\"{}\"]", bad.display())), ("max_steps", "2")]);
+    let cfg = trial(
+        dir.path(),
+        "parity_sum.toml",
+        &[
+            ("data", &format!("[\"{}\"]", bad.display())),
+            ("max_steps", "2"),
+        ],
+    );
     let (code, _, err) = train_to_end(&cfg, false);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("skipped_no_assistant=1"), "{err}");
 
-    let cfg = trial(dir.path(), "parity_sum.toml", &[("data", "[\"/nonexistent/x.jsonl\"]")]);
+    let cfg = trial(
+        dir.path(),
+        "parity_sum.toml",
+        &[("data", "[\"/nonexistent/x.jsonl\"]")],
+    );
     let (code, _, err) = train_to_end(&cfg, false);
     assert_eq!(code, 1);
-    assert!(err.contains("`data`") && err.contains("/nonexistent/x.jsonl"), "{err}");
+    assert!(
+        err.contains("`data`") && err.contains("/nonexistent/x.jsonl"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -229,14 +304,19 @@ fn a_few_steps_on_the_real_model_lower_the_loss() {
     let dir = tempfile::tempdir().expect("tmp");
     // Eight conversations and batch_size 8: every step sees the same data,
     // so the loss must fall step over step.
-    let eight: String = std::fs::read_to_string(fixture("sft.jsonl")).expect("sft").lines().take(8).map(|l| format!("{l}\n")).collect();
+    let eight: String = std::fs::read_to_string(fixture("sft.jsonl"))
+        .expect("sft")
+        .lines()
+        .take(8)
+        .map(|l| format!("{l}\n"))
+        .collect();
     let data = dir.path().join("eight.jsonl");
     std::fs::write(&data, eight).expect("write");
     let cfg = dir.path().join("real.toml");
     std::fs::write(
         &cfg,
         format!(
-            "model = \"{}\"\ndata = [\"{}\"]\nchat_template = \"model\"\nmax_seq_len = 128\nlr = 1e-4\nbatch_size = 8\nmicro_batch_size = 4\nepochs = 1\nmax_steps = 5\nwarmup_ratio = 0.0\nschedule = \"constant\"\nseed = 1\noutput_dir = \"{}\"\ncache_dir = \"{}\"\ndevice = \"cpu\"\n",
+            "model = \"{}\"\ndata = [\"{}\"]\nchat_template = \"model\"\nmax_seq_len = 128\nlr = 1e-4\nbatch_size = 8\nmicro_batch_size = 4\nepochs = 5\nmax_steps = 5\nwarmup_ratio = 0.0\nschedule = \"constant\"\nseed = 1\noutput_dir = \"{}\"\ncache_dir = \"{}\"\ndevice = \"cpu\"\n",
             model.display(),
             data.display(),
             dir.path().join("out").display(),

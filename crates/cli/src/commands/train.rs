@@ -1,0 +1,47 @@
+//! `smolsweep train`: one SFT job from a trial TOML. The exit status
+//! tells the orchestrator how it ended: 0 done, 3 diverged, 4 stopped by
+//! SIGTERM/SIGINT (after a checkpoint), 1 any error.
+
+use std::io::IsTerminal;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use smolsweep_trainer::events::StdoutEvents;
+use smolsweep_trainer::{Outcome, RunOptions, TrialConfig};
+
+use super::ExitStatus;
+use crate::args::TrainArgs;
+
+pub fn run(a: &TrainArgs) -> Result<()> {
+    let cfg = TrialConfig::from_file(&a.config)?;
+    // The flag is polled at step boundaries: the step in flight finishes,
+    // a checkpoint is written, and the process exits with status 4.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    let opts = RunOptions {
+        resume: a.resume,
+        dump_batches: a.dump_batches.clone().map(|p| (p, a.dump_steps)),
+        progress: std::io::stderr().is_terminal() && !a.no_progress,
+    };
+    let outcome = smolsweep_trainer::run(&cfg, &opts, &stop, &mut StdoutEvents)
+        .with_context(|| format!("training {}", a.config.display()))?;
+    match &outcome {
+        Outcome::Done { step, loss, export } => {
+            tracing::info!(step, loss, export = %export.display(), "done");
+        }
+        Outcome::Diverged { step, .. } => {
+            tracing::warn!(step, "diverged (non-finite loss or gradient)")
+        }
+        Outcome::Stopped { step, checkpoint } => {
+            tracing::info!(step, checkpoint = %checkpoint.display(), "stopped; resume with --resume")
+        }
+    }
+    match outcome.exit_code() {
+        0 => Ok(()),
+        code => Err(ExitStatus(code).into()),
+    }
+}
