@@ -12,6 +12,7 @@ use crate::args::{BenchCommand, BenchForwardArgs};
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Forward(a) => forward(&a),
+        BenchCommand::Train(a) => train_step(&a),
     }
 }
 
@@ -73,5 +74,89 @@ fn forward(a: &BenchForwardArgs) -> Result<()> {
             })
         );
     }
+    Ok(())
+}
+
+/// Peak resident set size of this process (VmHWM), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// One training step as `smolsweep train` runs it (forward, LM loss,
+/// backward, AdamW), on random tokens, timed over `--steps` after a
+/// warm-up. Run it once per `--loss` variant: peak RSS is per process.
+fn train_step(a: &crate::args::BenchTrainArgs) -> Result<()> {
+    use smolsweep_model::llama::{AttnMask, InitMode};
+    use smolsweep_trainer::loss::{chunked_lm_loss, plain_lm_loss, DEFAULT_CHUNK};
+    use smolsweep_trainer::optim::AdamW;
+
+    let (b, t) = parse_shape(&a.shape)?;
+    let device = a
+        .device
+        .parse::<smolsweep_model::DeviceSpec>()?
+        .resolve()?;
+    let kind = smolsweep_model::DType::Auto.resolve(device);
+    let dir = smolsweep_model::hf::resolve_model_dir(&a.model)?;
+    let cfg = smolsweep_model::LlamaConfig::from_file(&dir.join("config.json"))?;
+    let model = if a.random_init {
+        smolsweep_model::Llama::new(cfg, device, kind, InitMode::Random { seed: 0 })?
+    } else {
+        let m = smolsweep_model::Llama::new(cfg, device, kind, InitMode::Empty)?;
+        smolsweep_model::hf::load_weights(&m, &dir)?;
+        m
+    };
+    let mut opt = AdamW::new(model.vs.variables().into_iter().collect(), 0.9, 0.999, 1e-8, 0.0);
+    let vocab = model.config.vocab_size as i64;
+    tch::manual_seed(0);
+    let x = Tensor::randint(vocab, [b, t + 1], (Kind::Int64, device));
+    let ids = x.narrow(1, 0, t);
+    let y = x.narrow(1, 1, t).reshape([-1]);
+    let pos = Tensor::arange(t, (Kind::Int64, device)).unsqueeze(0).expand([b, t], false);
+    let rss_before = peak_rss_mib();
+    let mut step = || -> Result<f64> {
+        let start = std::time::Instant::now();
+        let h = model.forward_hidden(&ids, &pos, AttnMask::Causal, None)?;
+        let h = h.reshape([b * t, -1]);
+        let scale = 1.0 / (b * t) as f64;
+        let loss = match a.loss {
+            crate::args::LossImpl::Chunked => {
+                let (l, s) = chunked_lm_loss(&h, model.lm_head_weight(), &y, scale, DEFAULT_CHUNK)?;
+                s.f_backward()?;
+                l
+            }
+            crate::args::LossImpl::Plain => {
+                let (l, s) = plain_lm_loss(&h, model.lm_head_weight(), &y, scale);
+                s.f_backward()?;
+                l
+            }
+        };
+        opt.step(1e-5);
+        opt.zero_grad();
+        anyhow::ensure!(loss.is_finite(), "non-finite loss");
+        Ok(start.elapsed().as_secs_f64())
+    };
+    step()?;
+    let mut times = (0..a.steps.max(1)).map(|_| step()).collect::<Result<Vec<_>>>()?;
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "smolsweep", "bench": "train", "loss": format!("{:?}", a.loss).to_lowercase(),
+            "params": model.config.num_parameters(), "batch": b, "seq": t,
+            "median_s": median, "tokens_per_s": (b * t) as f64 / median,
+            "peak_rss_mib": peak_rss_mib(), "rss_before_steps_mib": rss_before,
+            "threads": tch::get_num_threads(),
+        })
+    );
     Ok(())
 }
