@@ -28,6 +28,22 @@ pub enum Command {
     /// Measure throughput.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Figure-1 contours, the LR/BS ratio analysis, report.md/html and results.csv of a sweep.
+    Report(ReportArgs),
+    /// One SFT job from a trial TOML (exit 0 done, 3 diverged, 4 stopped, 1 error).
+    Train(TrainArgs),
+    /// A new model directory (config + byte-level tokenizer) for training from scratch.
+    InitModel(InitModelArgs),
+    /// The demo sweep's data: synthetic SFT and benchmark sets, from a seed.
+    DemoData(DemoDataArgs),
+    /// Benchmarks (ARC, HellaSwag, PIQA, GSM8K, IFEval) as lm-evaluation-harness scores them.
+    Eval(EvalArgs),
+    /// Run (or resume) a sweep: train and evaluate every grid point.
+    Run(RunArgs),
+    /// A sweep's grid points with state, progress, loss and scores.
+    Status(StatusArgs),
+    /// A sweep's trials as CSV: hyperparameters, state and every score.
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +113,36 @@ pub struct ImportArgs {
 pub enum BenchCommand {
     /// Forward-pass tokens/s of a model at several batch shapes.
     Forward(BenchForwardArgs),
+    /// Training-step tokens/s (forward, loss, backward, AdamW) and peak RSS.
+    Train(BenchTrainArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LossImpl {
+    /// Chunked LM head + cross-entropy (what `train` uses).
+    Chunked,
+    /// Whole [tokens x vocab] logits under autograd (the reference).
+    Plain,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTrainArgs {
+    /// Model directory (its config.json decides the shape).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Start from random weights instead of the directory's safetensors.
+    #[arg(long)]
+    pub random_init: bool,
+    /// Micro-batch shape BATCHxSEQ.
+    #[arg(long, default_value = "8x256")]
+    pub shape: String,
+    /// Timed steps (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    #[arg(long, value_enum, default_value = "chunked")]
+    pub loss: LossImpl,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 #[derive(Debug, Args)]
@@ -112,4 +158,123 @@ pub struct BenchForwardArgs {
     /// libtorch intra-op threads (0 = libtorch's default).
     #[arg(long, default_value_t = 0)]
     pub threads: i32,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The sweep TOML ([sweep], [train], [grid], [eval], [resources]).
+    pub sweep: PathBuf,
+    /// Do not draw the progress display (logs only).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The sweep TOML.
+    pub sweep: PathBuf,
+    /// One JSON document instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The sweep TOML.
+    pub sweep: PathBuf,
+    /// Where to write the CSV (`-` for stdout).
+    #[arg(long)]
+    pub csv: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// NAME or NAME=PATH (repeatable): arc_easy, arc_challenge, hellaswag, piqa, gsm8k, ifeval;
+    /// PATH is a Parquet/JSONL file or an HF dataset directory (or hub cache folder).
+    #[arg(long = "task", required = true)]
+    pub tasks: Vec<String>,
+    /// Where tasks without a PATH are found: NAME/ folders or hub cache folders (datasets--ORG--NAME).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// GSM8K's few-shot pool (default: the train split beside the test split).
+    #[arg(long)]
+    pub fewshot_from: Option<PathBuf>,
+    /// Evaluate only the first N examples of each task.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Wrap prompts in the model's chat template (few-shot as alternating turns).
+    #[arg(long)]
+    pub chat_template: bool,
+    /// Questions (or prompts) per forward pass, or `auto`.
+    #[arg(long, default_value = "auto")]
+    pub batch_size: String,
+    /// results.json (printed to stdout when not given).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// One JSON line per example.
+    #[arg(long)]
+    pub samples: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The trial TOML (keys documented in the README).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Continue from the newest valid checkpoint in output_dir (fresh start if none).
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress bar even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Write the first --dump-steps steps' micro-batches as JSON lines (for the reference-loop parity script).
+    #[arg(long, hide = true)]
+    pub dump_batches: Option<PathBuf>,
+    #[arg(long, hide = true, default_value_t = 20)]
+    pub dump_steps: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoDataArgs {
+    /// Output directory (sft/ and one folder per benchmark).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Seed of the generator: the same seed writes the same bytes.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct InitModelArgs {
+    /// Output model directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    pub hidden_size: usize,
+    #[arg(long, default_value_t = 176)]
+    pub intermediate_size: usize,
+    #[arg(long, default_value_t = 2)]
+    pub layers: usize,
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    #[arg(long, default_value_t = 2)]
+    pub kv_heads: usize,
+    #[arg(long, default_value_t = 2048)]
+    pub max_position_embeddings: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: i64,
+    /// Also write seeded random weights (model.safetensors).
+    #[arg(long)]
+    pub weights: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The sweep TOML.
+    pub sweep: PathBuf,
+    /// Output directory (default: the sweep's output_dir/report).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }

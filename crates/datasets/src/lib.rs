@@ -84,7 +84,11 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     paths.sort();
     for p in paths {
         if p.is_dir() {
-            if !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')) {
+            if !p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+            {
                 walk(&p, out)?;
             }
         } else if is_data_file(&p) {
@@ -119,9 +123,9 @@ fn hub_snapshot(repo: &Path) -> Option<PathBuf> {
 fn in_split(root: &Path, file: &Path, split: &str) -> bool {
     let name = file.file_stem().and_then(|n| n.to_str()).unwrap_or("");
     let by_name = name == split
-        || name
-            .strip_prefix(split)
-            .is_some_and(|rest| rest.starts_with('-') || rest.starts_with('_') || rest.starts_with('.'));
+        || name.strip_prefix(split).is_some_and(|rest| {
+            rest.starts_with('-') || rest.starts_with('_') || rest.starts_with('.')
+        });
     let by_dir = file
         .strip_prefix(root)
         .ok()
@@ -279,8 +283,12 @@ mod tests {
     fn parquet_round_trip_with_nested_messages() {
         let d = tempfile::tempdir().expect("tmp");
         let rows = vec![
-            obj(json!({"id": "a", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], "n": 3, "x": 0.5, "ok": true})),
-            obj(json!({"id": "b", "messages": [{"role": "user", "content": "2+2"}], "n": -1, "x": 1.5, "ok": false})),
+            obj(
+                json!({"id": "a", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], "n": 3, "x": 0.5, "ok": true}),
+            ),
+            obj(
+                json!({"id": "b", "messages": [{"role": "user", "content": "2+2"}], "n": -1, "x": 1.5, "ok": false}),
+            ),
         ];
         let p = d.path().join("train-00000-of-00001.parquet");
         write_parquet(&p, &rows).expect("write");
@@ -296,13 +304,19 @@ mod tests {
         std::fs::create_dir_all(&snap).expect("mkdir");
         std::fs::create_dir_all(repo.join("refs")).expect("mkdir");
         std::fs::write(repo.join("refs/main"), "rev1").expect("ref");
-        std::fs::write(snap.join("train-00000-of-00001.jsonl"), "{\"q\": 1}\n{\"q\": 2}\n").expect("w");
+        std::fs::write(
+            snap.join("train-00000-of-00001.jsonl"),
+            "{\"q\": 1}\n{\"q\": 2}\n",
+        )
+        .expect("w");
         std::fs::write(snap.join("test-00000-of-00001.jsonl"), "{\"q\": 3}\n").expect("w");
         let test = read_dataset(&repo, Some("test")).expect("test");
         assert_eq!(test.len(), 1);
         assert_eq!(test[0].row["q"], json!(3));
         assert_eq!(read_dataset(&repo, Some("train")).expect("train").len(), 2);
-        let e = read_dataset(&repo, Some("validation")).expect_err("none").to_string();
+        let e = read_dataset(&repo, Some("validation"))
+            .expect_err("none")
+            .to_string();
         assert!(e.contains("validation"), "{e}");
         assert!(read_dataset(&d.path().join("missing"), None).is_err());
     }
@@ -312,6 +326,9 @@ mod tests {
         let d = tempfile::tempdir().expect("tmp");
         let p = d.path().join("e.jsonl");
         std::fs::write(&p, "\n").expect("w");
-        assert!(read_dataset(&p, None).expect_err("empty").to_string().contains("empty"));
+        assert!(read_dataset(&p, None)
+            .expect_err("empty")
+            .to_string()
+            .contains("empty"));
     }
 }

@@ -2,5 +2,25 @@
 //! HellaSwag and PIQA by log-likelihood, GSM8K and IFEval by greedy
 //! generation, each faithful to lm-evaluation-harness (and, for IFEval, to
 //! Google's reference checker).
+//!
+//! [`load_task`] reads and validates a task's data (every bad row is an
+//! error naming the task, file, row and field); [`evaluate`] runs tasks
+//! on a model already in memory and returns [`EvalResults`], the
+//! structure `smolsweep eval` writes as results.json.
 
+pub mod data;
+pub mod error;
+pub mod generation;
+pub mod gsm8k;
 pub mod ifeval;
+pub mod loglik;
+pub mod pyrandom;
+pub mod runner;
+pub mod tasks;
+pub mod text;
+
+pub use data::{load_task, DataSources, TaskSpec};
+pub use error::EvalError;
+pub use loglik::BatchSize;
+pub use runner::{evaluate, EvalOptions, EvalResults, Metric, TaskResult};
+pub use tasks::{TaskData, TaskKind};

@@ -27,7 +27,13 @@ pub fn steps_per_epoch(n: usize, batch_size: usize) -> u64 {
 }
 
 /// The samples of optimizer step `step` (0-based) and its epoch.
-pub fn step_samples(n: usize, batch_size: usize, seed: u64, step: u64, cache: &mut Option<(u64, Vec<usize>)>) -> (u64, Vec<usize>) {
+pub fn step_samples(
+    n: usize,
+    batch_size: usize,
+    seed: u64,
+    step: u64,
+    cache: &mut Option<(u64, Vec<usize>)>,
+) -> (u64, Vec<usize>) {
     let per = steps_per_epoch(n, batch_size);
     let epoch = step / per;
     let b = (step % per) as usize;
@@ -99,7 +105,12 @@ pub fn micro_batches(
             let r = match slot {
                 Some(r) => r,
                 None => {
-                    rows.push(Row { ids: vec![], pos: vec![], seg: vec![], tgt: vec![] });
+                    rows.push(Row {
+                        ids: vec![],
+                        pos: vec![],
+                        seg: vec![],
+                        tgt: vec![],
+                    });
                     fill.push(0);
                     rows.len() - 1
                 }
@@ -109,7 +120,12 @@ pub fn micro_batches(
         }
     } else {
         for (k, &i) in samples.iter().enumerate() {
-            let mut row = Row { ids: vec![], pos: vec![], seg: vec![], tgt: vec![] };
+            let mut row = Row {
+                ids: vec![],
+                pos: vec![],
+                seg: vec![],
+                tgt: vec![],
+            };
             push_sample(&mut row, data, i, k as i64);
             rows.push(row);
         }
@@ -162,7 +178,10 @@ mod tests {
     use super::*;
 
     fn data(lens: &[usize]) -> TokenizedData {
-        let mut d = TokenizedData { offsets: vec![0], ..Default::default() };
+        let mut d = TokenizedData {
+            offsets: vec![0],
+            ..Default::default()
+        };
         for (k, &n) in lens.iter().enumerate() {
             for j in 0..n {
                 d.ids.push((10 * k + j) as u32);

@@ -16,6 +16,9 @@ use tch::Tensor;
 
 use crate::error::{Result, TrainError};
 
+/// Named tensors of a checkpoint's state file.
+pub type StateTensors = Vec<(String, Tensor)>;
+
 /// What `trainer_state.json` holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainerState {
@@ -54,7 +57,12 @@ fn sha256_file(path: &Path) -> Result<String> {
 }
 
 /// Writes a checkpoint and keeps only the newest `keep`.
-pub fn save(output_dir: &Path, state: &TrainerState, tensors: &[(String, Tensor)], keep: usize) -> Result<PathBuf> {
+pub fn save(
+    output_dir: &Path,
+    state: &TrainerState,
+    tensors: &[(String, Tensor)],
+    keep: usize,
+) -> Result<PathBuf> {
     let root = checkpoints_dir(output_dir);
     std::fs::create_dir_all(&root).map_err(|e| TrainError::io(&root, e))?;
     let name = format!("step-{:08}", state.step);
@@ -84,7 +92,11 @@ pub fn list(output_dir: &Path) -> Vec<PathBuf> {
         .map(|rd| {
             rd.flatten()
                 .map(|e| e.path())
-                .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("step-"))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -93,15 +105,21 @@ pub fn list(output_dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Reads and verifies one checkpoint.
-pub fn load(dir: &Path) -> Result<(TrainerState, Vec<(String, Tensor)>)> {
-    let bad = |msg: String| TrainError::Checkpoint { path: dir.to_path_buf(), msg };
+pub fn load(dir: &Path) -> Result<(TrainerState, StateTensors)> {
+    let bad = |msg: String| TrainError::Checkpoint {
+        path: dir.to_path_buf(),
+        msg,
+    };
     let js = dir.join("trainer_state.json");
     let text = std::fs::read_to_string(&js).map_err(|e| bad(format!("trainer_state.json: {e}")))?;
-    let state: TrainerState = serde_json::from_str(&text).map_err(|e| bad(format!("trainer_state.json: {e}")))?;
+    let state: TrainerState =
+        serde_json::from_str(&text).map_err(|e| bad(format!("trainer_state.json: {e}")))?;
     let st = dir.join("state.safetensors");
     let sum = sha256_file(&st).map_err(|e| bad(e.to_string()))?;
     if sum != state.state_sha256 {
-        return Err(bad("state.safetensors does not match its checksum (corrupt)".into()));
+        return Err(bad(
+            "state.safetensors does not match its checksum (corrupt)".into(),
+        ));
     }
     let tensors = smolsweep_model::hf::read_tensors(&st).map_err(|e| bad(e.to_string()))?;
     Ok((state, tensors))
@@ -109,7 +127,7 @@ pub fn load(dir: &Path) -> Result<(TrainerState, Vec<(String, Tensor)>)> {
 
 /// The newest checkpoint that verifies; corrupt ones are reported and
 /// skipped.
-pub fn load_latest(output_dir: &Path) -> Option<(PathBuf, TrainerState, Vec<(String, Tensor)>)> {
+pub fn load_latest(output_dir: &Path) -> Option<(PathBuf, TrainerState, StateTensors)> {
     for dir in list(output_dir).into_iter().rev() {
         match load(&dir) {
             Ok((s, t)) => return Some((dir, s, t)),

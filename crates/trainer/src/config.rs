@@ -218,12 +218,18 @@ impl TrialConfig {
             return bad("max_steps", "must be at least 1".into());
         }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
-            return bad("warmup_ratio", format!("must be in [0, 1), got {}", self.warmup_ratio));
+            return bad(
+                "warmup_ratio",
+                format!("must be in [0, 1), got {}", self.warmup_ratio),
+            );
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
             return bad("weight_decay", "must be >= 0".into());
         }
-        for (key, v) in [("adam_beta1", self.adam_beta1), ("adam_beta2", self.adam_beta2)] {
+        for (key, v) in [
+            ("adam_beta1", self.adam_beta1),
+            ("adam_beta2", self.adam_beta2),
+        ] {
             if !(0.0..1.0).contains(&v) {
                 return bad(key, format!("must be in [0, 1), got {v}"));
             }
@@ -296,7 +302,10 @@ mod tests {
     #[test]
     fn defaults_are_the_tulu3_recipe() {
         let d = tempfile::tempdir().expect("tmp");
-        let p = write(d.path(), "model = \"m\"\ndata = [\"d.jsonl\"]\nlr = 5e-6\noutput_dir = \"out\"\n");
+        let p = write(
+            d.path(),
+            "model = \"m\"\ndata = [\"d.jsonl\"]\nlr = 5e-6\noutput_dir = \"out\"\n",
+        );
         let c = TrialConfig::from_file(&p).expect("parse");
         assert_eq!(c.batch_size, 128);
         assert_eq!(c.epochs, 2.0);
@@ -322,7 +331,10 @@ mod tests {
             ("lr = 1e-5\nlearning_rate = 1e-5\n", "learning_rate"),
             ("lr = \"fast\"\n", "lr"),
             ("lr = 1e-5\nschedule = \"step\"\n", "schedule"),
-            ("lr = 1e-5\nmicro_batch_size = \"big\"\n", "micro_batch_size"),
+            (
+                "lr = 1e-5\nmicro_batch_size = \"big\"\n",
+                "micro_batch_size",
+            ),
             ("lr = 1e-5\ndevice = \"tpu\"\n", "device"),
             ("lr = 1e-5\nwarmup_ratio = 1.5\n", "warmup_ratio"),
         ] {
@@ -330,8 +342,13 @@ mod tests {
             let e = TrialConfig::from_file(&p).expect_err(extra).to_string();
             assert!(e.contains(key) && e.contains("trial.toml"), "{extra}: {e}");
         }
-        let p = write(d.path(), "model = \"m\"\ndata = [\"nope.jsonl\"]\nlr = 1e-5\noutput_dir = \"o\"\n");
-        let e = TrialConfig::from_file(&p).expect_err("missing data").to_string();
+        let p = write(
+            d.path(),
+            "model = \"m\"\ndata = [\"nope.jsonl\"]\nlr = 1e-5\noutput_dir = \"o\"\n",
+        );
+        let e = TrialConfig::from_file(&p)
+            .expect_err("missing data")
+            .to_string();
         assert!(e.contains("data") && e.contains("nope.jsonl"), "{e}");
     }
 }

@@ -71,7 +71,9 @@ fn parse_messages(rec: &Record) -> Result<Vec<Message>> {
     let msgs = rec
         .row
         .get("messages")
-        .ok_or_else(|| bad("no `messages` field (expected HF chat format: messages: [{role, content}])".into()))?
+        .ok_or_else(|| {
+            bad("no `messages` field (expected HF chat format: messages: [{role, content}])".into())
+        })?
         .as_array()
         .ok_or_else(|| bad("`messages` is not a list".into()))?;
     msgs.iter()
@@ -93,7 +95,11 @@ fn parse_messages(rec: &Record) -> Result<Vec<Message>> {
 
 /// What a data row became.
 enum Encoded {
-    Sample { ids: Vec<u32>, mask: Vec<u8>, truncated: bool },
+    Sample {
+        ids: Vec<u32>,
+        mask: Vec<u8>,
+        truncated: bool,
+    },
     NoAssistant,
     TruncatedAway,
 }
@@ -108,7 +114,9 @@ struct Encoder<'a> {
 
 impl Encoder<'_> {
     fn tokens(&self, msgs: &[Message], add_generation_prompt: bool) -> Result<Vec<u32>> {
-        let text = self.template.render(msgs, add_generation_prompt, &self.bos, &self.eos)?;
+        let text = self
+            .template
+            .render(msgs, add_generation_prompt, &self.bos, &self.eos)?;
         // The template already holds every special token it wants.
         Ok(self.tokenizer.encode_with(&text, false)?)
     }
@@ -123,7 +131,11 @@ impl Encoder<'_> {
             if m.role == "assistant" {
                 continue;
             }
-            let start = if i == 0 { 0 } else { self.tokens(&msgs[..i], false)?.len() };
+            let start = if i == 0 {
+                0
+            } else {
+                self.tokens(&msgs[..i], false)?.len()
+            };
             let next_is_assistant = msgs.get(i + 1).is_some_and(|n| n.role == "assistant");
             let end = self.tokens(&msgs[..=i], next_is_assistant)?.len();
             let (s, e) = (start.min(ids.len()), end.min(ids.len()));
@@ -258,7 +270,8 @@ pub fn cache_key(
 }
 
 fn u64s(b: &[u8]) -> impl Iterator<Item = u64> + '_ {
-    b.chunks_exact(8).map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+    b.chunks_exact(8)
+        .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
 }
 
 /// Writes the cache atomically (temporary file, then rename), so trials
@@ -344,8 +357,16 @@ mod tests {
         let (ids, mask) = d.sample(0);
         let text = tok.decode(ids, false).expect("decode");
         assert_eq!(text, "<|user|>\nhi\n<|assistant|>\nyo<|im_end|>");
-        let labelled: Vec<u32> = ids.iter().zip(mask).filter(|(_, &m)| m == 1).map(|(&i, _)| i).collect();
-        assert_eq!(tok.decode(&labelled, false).expect("decode"), "yo<|im_end|>");
+        let labelled: Vec<u32> = ids
+            .iter()
+            .zip(mask)
+            .filter(|(_, &m)| m == 1)
+            .map(|(&i, _)| i)
+            .collect();
+        assert_eq!(
+            tok.decode(&labelled, false).expect("decode"),
+            "yo<|im_end|>"
+        );
     }
 
     #[test]
@@ -353,7 +374,10 @@ mod tests {
         let dir = tokenizer_dir();
         let tok = TextTokenizer::from_dir(dir.path()).expect("tok");
         let t = ChatTemplate::builtin("chatml").expect("chatml");
-        let good = rec(json!({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}), 0);
+        let good = rec(
+            json!({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}),
+            0,
+        );
         let no_asst = rec(json!({"messages": [{"role": "user", "content": "a"}]}), 1);
         let long = rec(
             json!({"messages": [{"role": "user", "content": "x".repeat(50)}, {"role": "assistant", "content": "b"}]}),
@@ -364,8 +388,13 @@ mod tests {
         assert_eq!(d.stats.skipped_no_assistant, 1);
         assert_eq!(d.stats.skipped_truncated_away, 1);
         let bad = rec(json!({"text": "no messages"}), 6);
-        let e = tokenize(&[good, bad], &tok, &t, 30).expect_err("bad").to_string();
-        assert!(e.contains("d.jsonl, row 7") && e.contains("messages"), "{e}");
+        let e = tokenize(&[good, bad], &tok, &t, 30)
+            .expect_err("bad")
+            .to_string();
+        assert!(
+            e.contains("d.jsonl, row 7") && e.contains("messages"),
+            "{e}"
+        );
     }
 
     #[test]

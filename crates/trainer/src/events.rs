@@ -34,7 +34,16 @@ impl EventSink for VecEvents {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn step(step: u64, epoch: f64, loss: f64, lr: f64, grad_norm: f64, tokens: u64, tokens_per_s: f64, elapsed_s: f64) -> Value {
+pub fn step(
+    step: u64,
+    epoch: f64,
+    loss: f64,
+    lr: f64,
+    grad_norm: f64,
+    tokens: u64,
+    tokens_per_s: f64,
+    elapsed_s: f64,
+) -> Value {
     json!({"event": "step", "step": step, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm,
            "tokens": tokens, "tokens_per_s": tokens_per_s, "elapsed_s": elapsed_s})
 }

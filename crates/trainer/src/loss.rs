@@ -50,7 +50,11 @@ pub fn chunked_lm_loss(
             loss_sum += (&lse - &picked).sum(Kind::Double).double_value(&[]);
             // d/dlogits of scale * CE = scale * (softmax - onehot).
             let mut g = (logits - lse).exp();
-            let _ = g.scatter_add_(1, &y.unsqueeze(1), &Tensor::full([len, 1], -1.0, (Kind::Float, g.device())));
+            let _ = g.scatter_add_(
+                1,
+                &y.unsqueeze(1),
+                &Tensor::full([len, 1], -1.0, (Kind::Float, g.device())),
+            );
             let g = g * scale;
             let gk = g.to_kind(kind);
             grad_h.narrow(0, start, len).copy_(&gk.matmul(&w));
@@ -65,7 +69,12 @@ pub fn chunked_lm_loss(
 
 /// The plain computation (whole logits, autograd), the reference the
 /// chunked one is tested and benchmarked against.
-pub fn plain_lm_loss(hidden: &Tensor, weight: &Tensor, targets: &Tensor, scale: f64) -> (f64, Tensor) {
+pub fn plain_lm_loss(
+    hidden: &Tensor,
+    weight: &Tensor,
+    targets: &Tensor,
+    scale: f64,
+) -> (f64, Tensor) {
     let logits = hidden.linear(weight, None::<Tensor>).to_kind(Kind::Float);
     let loss = logits.cross_entropy_loss::<Tensor>(targets, None, tch::Reduction::Sum, -100, 0.0);
     let value = loss.double_value(&[]);

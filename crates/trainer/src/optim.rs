@@ -36,7 +36,10 @@ pub struct AdamW {
 
 impl std::fmt::Debug for AdamW {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdamW").field("params", &self.params.len()).field("t", &self.t).finish()
+        f.debug_struct("AdamW")
+            .field("params", &self.params.len())
+            .field("t", &self.t)
+            .finish()
     }
 }
 
@@ -46,7 +49,13 @@ fn decays(name: &str) -> bool {
 }
 
 impl AdamW {
-    pub fn new(named: Vec<(String, Tensor)>, beta1: f64, beta2: f64, eps: f64, weight_decay: f64) -> Self {
+    pub fn new(
+        named: Vec<(String, Tensor)>,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+    ) -> Self {
         let mut named = named;
         named.sort_by(|a, b| a.0.cmp(&b.0));
         let params = named
@@ -87,7 +96,11 @@ impl AdamW {
         for p in &self.params {
             let g = p.var.grad();
             if g.defined() {
-                sq += g.to_kind(Kind::Float).square().sum(Kind::Double).double_value(&[]);
+                sq += g
+                    .to_kind(Kind::Float)
+                    .square()
+                    .sum(Kind::Double)
+                    .double_value(&[]);
             }
         }
         sq.sqrt()
@@ -122,7 +135,10 @@ impl AdamW {
                 continue;
             }
             let g = g.to_kind(Kind::Float);
-            let mut w = p.master.as_ref().map_or_else(|| p.var.shallow_clone(), Tensor::shallow_clone);
+            let mut w = p
+                .master
+                .as_ref()
+                .map_or_else(|| p.var.shallow_clone(), Tensor::shallow_clone);
             if p.decay && self.weight_decay != 0.0 {
                 let _ = w.g_mul_scalar_(1.0 - lr * self.weight_decay);
             }
@@ -141,7 +157,10 @@ impl AdamW {
     pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::with_capacity(self.params.len() * 3);
         for p in &self.params {
-            let w = p.master.as_ref().map_or_else(|| p.var.to_kind(Kind::Float), Tensor::shallow_clone);
+            let w = p
+                .master
+                .as_ref()
+                .map_or_else(|| p.var.to_kind(Kind::Float), Tensor::shallow_clone);
             out.push((format!("param.{}", p.name), w));
             out.push((format!("exp_avg.{}", p.name), p.m.shallow_clone()));
             out.push((format!("exp_avg_sq.{}", p.name), p.v.shallow_clone()));
@@ -151,16 +170,24 @@ impl AdamW {
 
     /// Restores [`state_tensors`] (and the model weights from them).
     pub fn load_state(&mut self, tensors: &[(String, Tensor)], t: u64) -> Result<()> {
-        let map: std::collections::HashMap<&str, &Tensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let map: std::collections::HashMap<&str, &Tensor> =
+            tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
         let _g = tch::no_grad_guard();
         for p in &mut self.params {
             let get = |prefix: &str| {
                 let key = format!("{prefix}.{}", p.name);
-                map.get(key.as_str()).copied().ok_or(TrainError::Other(format!("checkpoint lacks `{key}`")))
+                map.get(key.as_str())
+                    .copied()
+                    .ok_or(TrainError::Other(format!("checkpoint lacks `{key}`")))
             };
             let w = get("param")?;
             if w.size() != p.var.size() {
-                return Err(TrainError::Other(format!("checkpoint `param.{}` has shape {:?}, model {:?}", p.name, w.size(), p.var.size())));
+                return Err(TrainError::Other(format!(
+                    "checkpoint `param.{}` has shape {:?}, model {:?}",
+                    p.name,
+                    w.size(),
+                    p.var.size()
+                )));
             }
             p.var.shallow_clone().copy_(w);
             if let Some(m) = p.master.as_mut() {
@@ -185,7 +212,9 @@ pub fn lr_at(base: f64, kind: Schedule, step: u64, warmup: u64, total: u64) -> f
     let progress = (s - warmup as f64) / ((total.saturating_sub(warmup)).max(1) as f64);
     match kind {
         Schedule::Constant => base,
-        Schedule::Linear => base * ((total as f64 - s) / (total.saturating_sub(warmup).max(1) as f64)).max(0.0),
+        Schedule::Linear => {
+            base * ((total as f64 - s) / (total.saturating_sub(warmup).max(1) as f64)).max(0.0)
+        }
         Schedule::Cosine => base * (0.5 * (1.0 + (std::f64::consts::PI * progress).cos())).max(0.0),
     }
 }
@@ -198,7 +227,9 @@ mod tests {
     #[test]
     fn schedules_match_transformers() {
         // get_linear_schedule_with_warmup(warmup=2, total=10)
-        let lin: Vec<f64> = (0..10).map(|s| lr_at(1.0, Schedule::Linear, s, 2, 10)).collect();
+        let lin: Vec<f64> = (0..10)
+            .map(|s| lr_at(1.0, Schedule::Linear, s, 2, 10))
+            .collect();
         assert_eq!(lin[..3], [0.0, 0.5, 1.0]);
         assert!((lin[6] - 0.5).abs() < 1e-12);
         assert!((lr_at(1.0, Schedule::Cosine, 6, 2, 10) - 0.5).abs() < 1e-12);
@@ -211,7 +242,13 @@ mod tests {
         let w = Tensor::from_slice(&[1.0f32, -2.0]).set_requires_grad(true);
         let loss = (&w * &w).sum(Kind::Float);
         loss.backward();
-        let mut opt = AdamW::new(vec![("layer.weight".into(), w.shallow_clone())], 0.9, 0.999, 1e-8, 0.1);
+        let mut opt = AdamW::new(
+            vec![("layer.weight".into(), w.shallow_clone())],
+            0.9,
+            0.999,
+            1e-8,
+            0.1,
+        );
         opt.step(0.01);
         let got = Vec::<f32>::try_from(&w.detach()).expect("vec");
         // t=1: m_hat = g, v_hat = g^2, update = lr * sign(g); decay first.

@@ -29,9 +29,19 @@ use crate::optim::{lr_at, AdamW};
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Done { step: u64, loss: f64, export: PathBuf },
-    Diverged { step: u64, last_finite_loss: Option<f64> },
-    Stopped { step: u64, checkpoint: PathBuf },
+    Done {
+        step: u64,
+        loss: f64,
+        export: PathBuf,
+    },
+    Diverged {
+        step: u64,
+        last_finite_loss: Option<f64>,
+    },
+    Stopped {
+        step: u64,
+        checkpoint: PathBuf,
+    },
 }
 
 impl Outcome {
@@ -61,14 +71,26 @@ pub struct RunOptions {
 pub fn fingerprint(c: &TrialConfig) -> String {
     let mut v = serde_json::to_value(c).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
-        for k in ["output_dir", "checkpoint_every_steps", "keep_checkpoints", "device", "cache_dir", "micro_batch_size"] {
+        for k in [
+            "output_dir",
+            "checkpoint_every_steps",
+            "keep_checkpoints",
+            "device",
+            "cache_dir",
+            "micro_batch_size",
+        ] {
             o.remove(k);
         }
     }
     hex::encode(&Sha256::digest(v.to_string().as_bytes())[..8])
 }
 
-fn load_data(cfg: &TrialConfig, tok: &TextTokenizer, template: &ChatTemplate, source: &str) -> Result<TokenizedData> {
+fn load_data(
+    cfg: &TrialConfig,
+    tok: &TextTokenizer,
+    template: &ChatTemplate,
+    source: &str,
+) -> Result<TokenizedData> {
     let key = data::cache_key(&cfg.data, tok, source, cfg.max_seq_len)?;
     let path = cfg.cache_dir().join(format!("tokenized-{key}.bin"));
     if let Some(d) = data::load_cache(&path) {
@@ -80,10 +102,15 @@ fn load_data(cfg: &TrialConfig, tok: &TextTokenizer, template: &ChatTemplate, so
     let d = data::tokenize(&records, tok, template, cfg.max_seq_len)?;
     let s = &d.stats;
     tracing::info!(
-        rows = s.rows, samples = s.samples, skipped_no_assistant = s.skipped_no_assistant,
-        skipped_truncated_away = s.skipped_truncated_away, truncated = s.truncated,
-        tokens = s.tokens, label_tokens = s.label_tokens,
-        secs = format!("{:.1}", t.elapsed().as_secs_f64()), "tokenised"
+        rows = s.rows,
+        samples = s.samples,
+        skipped_no_assistant = s.skipped_no_assistant,
+        skipped_truncated_away = s.skipped_truncated_away,
+        truncated = s.truncated,
+        tokens = s.tokens,
+        label_tokens = s.label_tokens,
+        secs = format!("{:.1}", t.elapsed().as_secs_f64()),
+        "tokenised"
     );
     if let Err(e) = data::save_cache(&path, &d) {
         tracing::warn!("could not write the tokenisation cache: {e}");
@@ -97,8 +124,14 @@ fn template_for(cfg: &TrialConfig, tok: &TextTokenizer) -> Result<(ChatTemplate,
             let t = tok.model_chat_template()?;
             (t, tok.chat_template.clone().unwrap_or_default())
         }
-        "tulu" => (ChatTemplate::builtin("tulu")?, smolsweep_model::chat::TULU_TEMPLATE.to_owned()),
-        _ => (ChatTemplate::builtin("chatml")?, smolsweep_model::chat::CHATML_TEMPLATE.to_owned()),
+        "tulu" => (
+            ChatTemplate::builtin("tulu")?,
+            smolsweep_model::chat::TULU_TEMPLATE.to_owned(),
+        ),
+        _ => (
+            ChatTemplate::builtin("chatml")?,
+            smolsweep_model::chat::CHATML_TEMPLATE.to_owned(),
+        ),
     })
 }
 
@@ -123,11 +156,21 @@ fn pick_micro_batch(cfg: &TrialConfig, model: &Llama) -> usize {
     while m > 1 {
         let ok = (|| -> std::result::Result<(), tch::TchError> {
             let x = Tensor::zeros([m as i64, len as i64], (Kind::Int64, model.device()));
-            let pos = Tensor::arange(len as i64, (Kind::Int64, model.device())).unsqueeze(0).expand([m as i64, len as i64], false);
-            let h = model.forward_hidden(&x, &pos, AttnMask::Causal, None).map_err(|e| tch::TchError::Torch(e.to_string()))?;
-            let y = x.flatten(0, -1);
-            let (_, s) = chunked_lm_loss(&h.flatten(0, 1), model.lm_head_weight(), &y, 1.0, DEFAULT_CHUNK)
+            let pos = Tensor::arange(len as i64, (Kind::Int64, model.device()))
+                .unsqueeze(0)
+                .expand([m as i64, len as i64], false);
+            let h = model
+                .forward_hidden(&x, &pos, AttnMask::Causal, None)
                 .map_err(|e| tch::TchError::Torch(e.to_string()))?;
+            let y = x.flatten(0, -1);
+            let (_, s) = chunked_lm_loss(
+                &h.flatten(0, 1),
+                model.lm_head_weight(),
+                &y,
+                1.0,
+                DEFAULT_CHUNK,
+            )
+            .map_err(|e| tch::TchError::Torch(e.to_string()))?;
             s.f_backward()
         })();
         for (_, v) in model.vs.variables() {
@@ -144,7 +187,12 @@ fn pick_micro_batch(cfg: &TrialConfig, model: &Llama) -> usize {
 }
 
 /// Runs a trial. `stop` is polled at every step boundary.
-pub fn run(cfg: &TrialConfig, opts: &RunOptions, stop: &AtomicBool, events: &mut dyn EventSink) -> Result<Outcome> {
+pub fn run(
+    cfg: &TrialConfig,
+    opts: &RunOptions,
+    stop: &AtomicBool,
+    events: &mut dyn EventSink,
+) -> Result<Outcome> {
     let started = Instant::now();
     let device = cfg.device.parse::<DeviceSpec>()?.resolve()?;
     let kind = cfg.dtype.parse::<DType>()?.resolve(device);
@@ -159,9 +207,22 @@ pub fn run(cfg: &TrialConfig, opts: &RunOptions, stop: &AtomicBool, events: &mut
             smolsweep_model::hf::load_weights(&m, &dir)?;
             m
         }
-        InitKind::Random => Llama::new(mcfg, device, kind, InitMode::Random { seed: cfg.seed as i64 })?,
+        InitKind::Random => Llama::new(
+            mcfg,
+            device,
+            kind,
+            InitMode::Random {
+                seed: cfg.seed as i64,
+            },
+        )?,
     };
-    let mut opt = AdamW::new(model.vs.variables().into_iter().collect(), cfg.adam_beta1, cfg.adam_beta2, cfg.adam_eps, cfg.weight_decay);
+    let mut opt = AdamW::new(
+        model.vs.variables().into_iter().collect(),
+        cfg.adam_beta1,
+        cfg.adam_beta2,
+        cfg.adam_eps,
+        cfg.weight_decay,
+    );
     let n = data.len();
     let bs = cfg.batch_size as usize;
     let per_epoch = steps_per_epoch(n, bs);
@@ -184,7 +245,8 @@ pub fn run(cfg: &TrialConfig, opts: &RunOptions, stop: &AtomicBool, events: &mut
             if st.config_fingerprint != fp {
                 return Err(TrainError::Checkpoint {
                     path,
-                    msg: "was written by a different trial configuration; refusing to resume it".into(),
+                    msg: "was written by a different trial configuration; refusing to resume it"
+                        .into(),
                 });
             }
             opt.load_state(&tensors, st.adam_t)?;
@@ -207,8 +269,10 @@ pub fn run(cfg: &TrialConfig, opts: &RunOptions, stop: &AtomicBool, events: &mut
         indicatif::ProgressBar::hidden()
     };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps {msg} [{elapsed_precise}<{eta_precise}]")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps {msg} [{elapsed_precise}<{eta_precise}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_position(step);
     let mut dump = match &opts.dump_batches {
@@ -232,7 +296,12 @@ pub fn run(cfg: &TrialConfig, opts: &RunOptions, stop: &AtomicBool, events: &mut
             config_fingerprint: fp.clone(),
             state_sha256: String::new(),
         };
-        checkpoint::save(&cfg.output_dir, &st, &opt.state_tensors(), cfg.keep_checkpoints)
+        checkpoint::save(
+            &cfg.output_dir,
+            &st,
+            &opt.state_tensors(),
+            cfg.keep_checkpoints,
+        )
     };
 
     while step < total {
@@ -240,10 +309,21 @@ pub fn run(cfg: &TrialConfig, opts: &RunOptions, stop: &AtomicBool, events: &mut
             let path = save(step, step / per_epoch, tokens_seen, last_loss, &opt)?;
             events.emit(json!({"event": "checkpoint", "step": step, "path": path}));
             bar.abandon_with_message("stopped");
-            return Ok(Outcome::Stopped { step, checkpoint: path });
+            return Ok(Outcome::Stopped {
+                step,
+                checkpoint: path,
+            });
         }
         let (epoch, samples) = step_samples(n, bs, cfg.seed, step, &mut order_cache);
-        let mbatches = micro_batches(&data, &samples, mbs, cfg.packing, cfg.max_seq_len, pad, device);
+        let mbatches = micro_batches(
+            &data,
+            &samples,
+            mbs,
+            cfg.packing,
+            cfg.max_seq_len,
+            pad,
+            device,
+        );
         let step_labels: i64 = mbatches.iter().map(|m| m.label_tokens).sum();
         let n_micro = mbatches.len() as f64;
         let mut step_loss = 0.0;
@@ -260,7 +340,10 @@ pub fn run(cfg: &TrialConfig, opts: &RunOptions, stop: &AtomicBool, events: &mut
             if mb.label_tokens == 0 {
                 continue;
             }
-            let mask = mb.mask.as_ref().map_or(AttnMask::Causal, AttnMask::Explicit);
+            let mask = mb
+                .mask
+                .as_ref()
+                .map_or(AttnMask::Causal, AttnMask::Explicit);
             let hidden = model.forward_hidden(&mb.ids, &mb.positions, mask, None)?;
             let d = hidden.size()[2];
             let sel = mb.targets.ne(-100).nonzero().squeeze_dim(1);
@@ -272,15 +355,21 @@ pub fn run(cfg: &TrialConfig, opts: &RunOptions, stop: &AtomicBool, events: &mut
                 LossReduction::Sum => 1.0 / step_labels as f64,
                 LossReduction::Mean => 1.0 / (mb.label_tokens as f64 * n_micro),
             };
-            let (loss_sum, surrogate) = chunked_lm_loss(&h, model.lm_head_weight(), &y, scale, DEFAULT_CHUNK)?;
+            let (loss_sum, surrogate) =
+                chunked_lm_loss(&h, model.lm_head_weight(), &y, scale, DEFAULT_CHUNK)?;
             step_loss += loss_sum * scale;
             surrogate.f_backward()?;
         }
         let grad_norm = opt.grad_norm();
         if !step_loss.is_finite() || !grad_norm.is_finite() {
-            events.emit(json!({"event": "diverged", "step": step + 1, "last_finite_loss": last_loss}));
+            events.emit(
+                json!({"event": "diverged", "step": step + 1, "last_finite_loss": last_loss}),
+            );
             bar.abandon_with_message("diverged");
-            return Ok(Outcome::Diverged { step: step + 1, last_finite_loss: last_loss });
+            return Ok(Outcome::Diverged {
+                step: step + 1,
+                last_finite_loss: last_loss,
+            });
         }
         if let Some(c) = cfg.grad_clip {
             opt.clip(grad_norm, c);
@@ -294,7 +383,16 @@ pub fn run(cfg: &TrialConfig, opts: &RunOptions, stop: &AtomicBool, events: &mut
         let el = run_start.elapsed().as_secs_f64();
         let tps = (tokens_seen - tokens_at_start) as f64 / el.max(1e-9);
         let frac_epoch = epoch as f64 + ((step - epoch * per_epoch) as f64 / per_epoch as f64);
-        events.emit(events::step(step, frac_epoch, step_loss, lr, grad_norm, tokens_seen, tps, elapsed_before + el));
+        events.emit(events::step(
+            step,
+            frac_epoch,
+            step_loss,
+            lr,
+            grad_norm,
+            tokens_seen,
+            tps,
+            elapsed_before + el,
+        ));
         bar.set_position(step);
         bar.set_message(format!("loss {step_loss:.4}"));
         if step % cfg.checkpoint_every_steps == 0 && step < total {
@@ -314,7 +412,13 @@ pub fn run(cfg: &TrialConfig, opts: &RunOptions, stop: &AtomicBool, events: &mut
 
 /// Writes the trained model as a HF directory (weights, config, tokenizer
 /// files) whose `chat_template` is the one it was trained with.
-fn export_model(model: &Llama, src: &Path, out: &Path, cfg: &TrialConfig, template_src: &str) -> Result<()> {
+fn export_model(
+    model: &Llama,
+    src: &Path,
+    out: &Path,
+    cfg: &TrialConfig,
+    template_src: &str,
+) -> Result<()> {
     let tmp = out.with_extension("tmp");
     let _ = std::fs::remove_dir_all(&tmp);
     smolsweep_model::hf::save_weights_and_config(model, &tmp, model.kind())?;
@@ -328,8 +432,11 @@ fn export_model(model: &Llama, src: &Path, out: &Path, cfg: &TrialConfig, templa
         if let Some(o) = v.as_object_mut() {
             o.insert("chat_template".into(), template_src.into());
         }
-        std::fs::write(&tc, serde_json::to_vec_pretty(&v).map_err(|e| TrainError::Other(e.to_string()))?)
-            .map_err(|e| TrainError::io(&tc, e))?;
+        std::fs::write(
+            &tc,
+            serde_json::to_vec_pretty(&v).map_err(|e| TrainError::Other(e.to_string()))?,
+        )
+        .map_err(|e| TrainError::io(&tc, e))?;
         let _ = std::fs::remove_file(tmp.join("chat_template.jinja"));
     }
     let _ = std::fs::remove_dir_all(out);

@@ -100,10 +100,7 @@ fn train_step(a: &crate::args::BenchTrainArgs) -> Result<()> {
     use smolsweep_trainer::optim::AdamW;
 
     let (b, t) = parse_shape(&a.shape)?;
-    let device = a
-        .device
-        .parse::<smolsweep_model::DeviceSpec>()?
-        .resolve()?;
+    let device = a.device.parse::<smolsweep_model::DeviceSpec>()?.resolve()?;
     let kind = smolsweep_model::DType::Auto.resolve(device);
     let dir = smolsweep_model::hf::resolve_model_dir(&a.model)?;
     let cfg = smolsweep_model::LlamaConfig::from_file(&dir.join("config.json"))?;
@@ -114,13 +111,21 @@ fn train_step(a: &crate::args::BenchTrainArgs) -> Result<()> {
         smolsweep_model::hf::load_weights(&m, &dir)?;
         m
     };
-    let mut opt = AdamW::new(model.vs.variables().into_iter().collect(), 0.9, 0.999, 1e-8, 0.0);
+    let mut opt = AdamW::new(
+        model.vs.variables().into_iter().collect(),
+        0.9,
+        0.999,
+        1e-8,
+        0.0,
+    );
     let vocab = model.config.vocab_size as i64;
     tch::manual_seed(0);
     let x = Tensor::randint(vocab, [b, t + 1], (Kind::Int64, device));
     let ids = x.narrow(1, 0, t);
     let y = x.narrow(1, 1, t).reshape([-1]);
-    let pos = Tensor::arange(t, (Kind::Int64, device)).unsqueeze(0).expand([b, t], false);
+    let pos = Tensor::arange(t, (Kind::Int64, device))
+        .unsqueeze(0)
+        .expand([b, t], false);
     let rss_before = peak_rss_mib();
     let mut step = || -> Result<f64> {
         let start = std::time::Instant::now();
@@ -145,7 +150,9 @@ fn train_step(a: &crate::args::BenchTrainArgs) -> Result<()> {
         Ok(start.elapsed().as_secs_f64())
     };
     step()?;
-    let mut times = (0..a.steps.max(1)).map(|_| step()).collect::<Result<Vec<_>>>()?;
+    let mut times = (0..a.steps.max(1))
+        .map(|_| step())
+        .collect::<Result<Vec<_>>>()?;
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     println!(

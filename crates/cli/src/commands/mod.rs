@@ -2,10 +2,18 @@
 //! `anyhow::Result`, with context naming what failed.
 
 mod bench;
+mod demo_data;
+mod eval;
+mod export;
 mod generate;
 mod import;
 mod info;
+mod init_model;
+mod report;
+mod run;
 mod score;
+mod status;
+mod train;
 
 use anyhow::{Context, Result};
 use smolsweep_model::{DType, DeviceSpec, LoadedModel};
@@ -19,8 +27,29 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Score(a) => score::run(&a),
         Command::ImportGguf(a) => import::run(&a),
         Command::Bench(b) => bench::run(b),
+        Command::Eval(a) => eval::run(&a),
+        Command::Train(a) => train::run(&a),
+        Command::Report(a) => report::run(&a),
+        Command::InitModel(a) => init_model::run(&a),
+        Command::DemoData(a) => demo_data::run(&a),
+        Command::Run(a) => run::run(&a),
+        Command::Status(a) => status::run(&a),
+        Command::Export(a) => export::run(&a),
     }
 }
+
+/// A command that ends with a specific non-zero exit status (e.g. `train`:
+/// 3 diverged, 4 stopped) rather than the generic 1 of an error.
+#[derive(Debug)]
+pub struct ExitStatus(pub u8);
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for ExitStatus {}
 
 /// Loads `--model` on `--device` in `--dtype`.
 pub(crate) fn load_model(a: &ModelArgs) -> Result<LoadedModel> {

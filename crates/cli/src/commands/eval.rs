@@ -1,0 +1,84 @@
+//! `smolsweep eval`: run benchmarks on a model and write results.json
+//! (and samples.jsonl). The data of every task is read and checked before
+//! the model is loaded, so a bad row fails in a second, not after an hour.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use smolsweep_evals::{evaluate, load_task, BatchSize, DataSources, EvalOptions, TaskSpec};
+
+use super::load_model;
+use crate::args::EvalArgs;
+
+pub fn run(a: &EvalArgs) -> Result<()> {
+    let batch_size: BatchSize = a
+        .batch_size
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--batch-size {e}"))?;
+    let sources = DataSources {
+        data_dir: a.data_dir.clone(),
+        fewshot_from: a.fewshot_from.clone(),
+    };
+    let mut tasks = Vec::new();
+    for t in &a.tasks {
+        let spec: TaskSpec = t.parse().with_context(|| format!("--task {t}"))?;
+        if tasks
+            .iter()
+            .any(|d: &smolsweep_evals::TaskData| d.kind == spec.kind)
+        {
+            anyhow::bail!("--task {t}: task `{}` given twice", spec.kind.name());
+        }
+        let data = load_task(&spec, &sources, a.limit).context("loading benchmark data")?;
+        tracing::info!(
+            task = spec.kind.name(),
+            n = data.len(),
+            files = data.files.len(),
+            "data"
+        );
+        tasks.push(data);
+    }
+    let m = load_model(&a.model)?;
+    let opts = EvalOptions {
+        chat_template: a.chat_template,
+        batch_size,
+        keep_samples: a.samples.is_some(),
+        ..Default::default()
+    };
+    let results = evaluate(&m, &tasks, &opts).context("evaluating")?;
+    let json = serde_json::to_string_pretty(&results)?;
+    match &a.out {
+        Some(p) => std::fs::write(p, format!("{json}\n"))
+            .with_context(|| format!("writing {}", p.display()))?,
+        None => println!("{json}"),
+    }
+    if let Some(p) = &a.samples {
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        );
+        for r in results.tasks.values() {
+            for s in &r.samples {
+                writeln!(f, "{s}").with_context(|| format!("writing {}", p.display()))?;
+            }
+        }
+        f.flush()
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    for r in results.tasks.values() {
+        let metrics: Vec<String> = r
+            .metrics
+            .iter()
+            .map(|(k, v)| match v.stderr {
+                Some(se) => format!("{k}={:.4}±{se:.4}", v.value),
+                None => format!("{k}={:.4}", v.value),
+            })
+            .collect();
+        tracing::info!(
+            task = r.task,
+            n = r.n,
+            wall_s = format!("{:.1}", r.wall_s),
+            "{}",
+            metrics.join(" ")
+        );
+    }
+    Ok(())
+}

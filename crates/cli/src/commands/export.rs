@@ -1,0 +1,25 @@
+//! `smolsweep export SWEEP.toml --csv FILE`: one row per trial with its
+//! hyperparameters, state and every score. Reads only.
+
+use anyhow::{Context, Result};
+use smolsweep_orchestrator::report;
+use smolsweep_orchestrator::SweepSpec;
+
+use crate::args::ExportArgs;
+
+pub fn run(a: &ExportArgs) -> Result<()> {
+    let spec = SweepSpec::load(&a.sweep)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let snap = rt.block_on(report::snapshot(&spec))?;
+    let text = report::render_csv(&spec, &snap);
+    if a.csv.as_os_str() == "-" {
+        print!("{text}");
+    } else {
+        report::write_csv(&a.csv, &text).with_context(|| format!("writing {}", a.csv.display()))?;
+        eprintln!("{} trials written to {}", snap.rows.len(), a.csv.display());
+    }
+    Ok(())
+}

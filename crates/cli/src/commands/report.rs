@@ -1,0 +1,102 @@
+//! `smolsweep report SWEEP.toml [--out DIR]`: reads the sweep's database
+//! and renders the Figure-1 contours, the LR/BS ratio analysis,
+//! report.md/report.html and results.csv (crate `smolsweep-report`).
+//! Works on a partial sweep: what is not done is listed as missing.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+use smolsweep_orchestrator::{report as snap, SweepSpec};
+use smolsweep_report::{render_report, ReportInput, TrialResult, TrialState};
+
+use crate::args::ReportArgs;
+
+fn number(v: Option<&Value>) -> Option<f64> {
+    v.and_then(Value::as_f64)
+}
+
+fn state_of(s: &str) -> TrialState {
+    match s {
+        "completed" => TrialState::Completed,
+        "diverged" => TrialState::Diverged,
+        "failed" => TrialState::Failed,
+        "running" | "interrupted" => TrialState::Running,
+        _ => TrialState::Pending,
+    }
+}
+
+pub fn run(a: &ReportArgs) -> Result<()> {
+    let spec = SweepSpec::load(&a.sweep)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let s = rt
+        .block_on(snap::snapshot(&spec))
+        .with_context(|| format!("reading the sweep database {}", spec.db.display()))?;
+    let base_lr = spec
+        .train
+        .get("lr")
+        .and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)));
+    let base_bs = spec
+        .train
+        .get("batch_size")
+        .and_then(toml::Value::as_integer);
+    let mut trials = Vec::with_capacity(s.rows.len());
+    for row in &s.rows {
+        let lr = number(row.point.get("lr")).or(base_lr).with_context(|| {
+            format!(
+                "trial {}: no learning rate in its grid point or [train]",
+                row.trial.id
+            )
+        })?;
+        let bs = row
+            .point
+            .get("batch_size")
+            .and_then(Value::as_i64)
+            .or(base_bs)
+            .with_context(|| {
+                format!(
+                    "trial {}: no batch_size in its grid point or [train]",
+                    row.trial.id
+                )
+            })?;
+        let seed = row.point.get("seed").and_then(Value::as_i64);
+        let scores: BTreeMap<String, f64> = row
+            .scores
+            .iter()
+            .map(|sc| (format!("{}/{}", sc.task, sc.metric), sc.value))
+            .collect();
+        let extra: BTreeMap<String, String> = row
+            .point
+            .iter()
+            .filter(|(k, _)| !["lr", "batch_size", "seed"].contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
+        trials.push(TrialResult {
+            lr,
+            batch_size: u32::try_from(bs)
+                .with_context(|| format!("trial {}: batch_size {bs}", row.trial.id))?,
+            seed,
+            state: state_of(&row.shown_state),
+            scores,
+            extra,
+        });
+    }
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| spec.output_dir.join("report"));
+    let input = ReportInput {
+        sweep_name: s.name.clone(),
+        spec_toml: spec.source.clone(),
+        expected_points: trials.len(),
+        trials,
+    };
+    let summary = render_report(&input, &out)
+        .with_context(|| format!("rendering the report into {}", out.display()))?;
+    tracing::info!(files = summary.files.len(), "report written");
+    println!("{}", out.join("report.md").display());
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! `smolsweep status SWEEP.toml [--json]`: the grid points with state,
+//! attempt, progress, last loss, scores and slot. Reads only.
+
+use anyhow::{Context, Result};
+use smolsweep_orchestrator::report;
+use smolsweep_orchestrator::SweepSpec;
+
+use crate::args::StatusArgs;
+
+pub fn run(a: &StatusArgs) -> Result<()> {
+    let spec = SweepSpec::load(&a.sweep)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let snap = rt.block_on(report::snapshot(&spec))?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report::render_json(&snap))?
+        );
+    } else {
+        print!("{}", report::render_table(&snap));
+    }
+    Ok(())
+}

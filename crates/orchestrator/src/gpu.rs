@@ -1,0 +1,132 @@
+//! Which GPUs a sweep fans out over, and the slots that follow from them.
+//!
+//! Detection asks `nvidia-smi` first (it sees every device without creating
+//! a CUDA context in the orchestrator), then a fallback the caller supplies
+//! (the CLI passes libtorch's device count). `SMOLSWEEP_SIMULATE_GPUS=N`
+//! pretends N GPUs exist: trials still run wherever `[train] device` says
+//! (the CPU, in tests), but each slot gets its own CUDA_VISIBLE_DEVICES, so
+//! fan-out can be exercised on a machine without GPUs.
+
+use crate::spec::{Gpus, Resources};
+
+/// The environment variable that simulates GPUs for fan-out tests.
+pub const SIMULATE_ENV: &str = "SMOLSWEEP_SIMULATE_GPUS";
+
+/// Where a trial may run: its slot number and the CUDA_VISIBLE_DEVICES it
+/// gets (empty: CPU, no GPU visible).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    pub index: usize,
+    pub cuda_visible_devices: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: resources.gpus: {message}")]
+pub struct GpuError {
+    pub file: String,
+    pub message: String,
+}
+
+/// The GPU indices present on this machine.
+pub fn detect(fallback: Option<&dyn Fn() -> usize>) -> Vec<u32> {
+    if let Some(n) = std::env::var(SIMULATE_ENV)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+    {
+        return (0..n).collect();
+    }
+    if let Ok(out) = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=index", "--format=csv,noheader"])
+        .stderr(std::process::Stdio::null())
+        .output()
+    {
+        if out.status.success() {
+            let found: Vec<u32> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect();
+            if !found.is_empty() {
+                return found;
+            }
+        }
+    }
+    fallback
+        .map(|f| (0..f() as u32).collect())
+        .unwrap_or_default()
+}
+
+/// Slots for `resources` given the detected GPUs. GPUs are interleaved
+/// (slot 0 on GPU a, slot 1 on GPU b, ...) so that a sweep smaller than
+/// the slot count still spreads over every GPU. No GPU: `slots_per_gpu`
+/// CPU slots.
+pub fn slots(resources: &Resources, detected: &[u32], file: &str) -> Result<Vec<Slot>, GpuError> {
+    let gpus: Vec<u32> = match &resources.gpus {
+        Gpus::Auto => detected.to_vec(),
+        Gpus::List(list) => {
+            for g in list {
+                if !detected.contains(g) {
+                    return Err(GpuError {
+                        file: file.to_string(),
+                        message: format!(
+                            "GPU {g} not found (detected: {})",
+                            if detected.is_empty() {
+                                "none".to_string()
+                            } else {
+                                detected
+                                    .iter()
+                                    .map(u32::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            }
+                        ),
+                    });
+                }
+            }
+            list.clone()
+        }
+    };
+    let per = resources.slots_per_gpu as usize;
+    let mut out = Vec::new();
+    if gpus.is_empty() {
+        for i in 0..per {
+            out.push(Slot {
+                index: i,
+                cuda_visible_devices: String::new(),
+            });
+        }
+    } else {
+        for _ in 0..per {
+            for g in &gpus {
+                out.push(Slot {
+                    index: out.len(),
+                    cuda_visible_devices: g.to_string(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleaves_gpus() {
+        let r = Resources {
+            gpus: Gpus::Auto,
+            slots_per_gpu: 2,
+            max_retries: 0,
+        };
+        let s = slots(&r, &[0, 1], "f").expect("slots");
+        let cvd: Vec<&str> = s.iter().map(|s| s.cuda_visible_devices.as_str()).collect();
+        assert_eq!(cvd, ["0", "1", "0", "1"]);
+        let cpu = slots(&r, &[], "f").expect("slots");
+        assert_eq!(cpu.len(), 2);
+        let bad = Resources {
+            gpus: Gpus::List(vec![3]),
+            ..r
+        };
+        assert!(slots(&bad, &[0], "f").is_err());
+    }
+}

@@ -1,0 +1,346 @@
+//! Reading a sweep back: the `status` table (or JSON) and the `export` CSV.
+//! Both only read the database, so they work while the sweep runs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::{json, Value as Json};
+
+use crate::locks;
+use crate::spec::{format_float, SweepSpec};
+use crate::store::{now, Score, Store, StoreError, Trial};
+
+/// A trial's row as status and export see it.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub trial: Trial,
+    pub point: serde_json::Map<String, Json>,
+    /// `running` shown as `interrupted` when no orchestrator is alive.
+    pub shown_state: String,
+    pub scores: Vec<Score>,
+}
+
+/// Everything `status` and `export` print.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub name: String,
+    pub axes: Vec<String>,
+    pub orchestrator: Option<i64>,
+    pub rows: Vec<Row>,
+    /// Every (task, metric) that any trial has, sorted.
+    pub metrics: Vec<(String, String)>,
+    pub max_steps: Option<i64>,
+}
+
+pub async fn snapshot(spec: &SweepSpec) -> Result<Snapshot, StoreError> {
+    let store = Store::open_read_only(&spec.db).await?;
+    let sweep = store.sweep().await?;
+    let trials = store.trials().await?;
+    let scores = store.scores().await?;
+    store.close().await;
+    // The recorded orchestrator counts as alive when its process exists
+    // and it beat recently (a reused pid alone proves nothing).
+    let orchestrator = sweep.orchestrator_pid.filter(|&pid| {
+        locks::alive(pid)
+            && sweep
+                .orchestrator_heartbeat
+                .is_some_and(|t| now() - t < 30.0)
+    });
+    let mut metrics: Vec<(String, String)> = scores
+        .iter()
+        .map(|s| (s.task.clone(), s.metric.clone()))
+        .collect();
+    metrics.sort();
+    metrics.dedup();
+    let mut by_trial: BTreeMap<i64, Vec<Score>> = BTreeMap::new();
+    for s in scores {
+        by_trial.entry(s.trial_id).or_default().push(s);
+    }
+    let rows = trials
+        .into_iter()
+        .map(|t| {
+            let point = serde_json::from_str(&t.point_key).unwrap_or_default();
+            let shown_state = if t.state == "running" && orchestrator.is_none() {
+                "interrupted".to_string()
+            } else {
+                t.state.clone()
+            };
+            Row {
+                scores: by_trial.remove(&t.id).unwrap_or_default(),
+                trial: t,
+                point,
+                shown_state,
+            }
+        })
+        .collect();
+    Ok(Snapshot {
+        name: sweep.name,
+        axes: spec.grid.iter().map(|a| a.key.clone()).collect(),
+        orchestrator,
+        rows,
+        metrics,
+        max_steps: spec
+            .train
+            .get("max_steps")
+            .and_then(toml::Value::as_integer),
+    })
+}
+
+fn json_text(v: &Json) -> String {
+    match v {
+        Json::Number(n) if !n.is_i64() => n.as_f64().map(format_float).unwrap_or_default(),
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The score shown for a task in the status table: the harness's headline
+/// metric when present, else the first.
+fn headline(scores: &[Score], task: &str) -> Option<f64> {
+    const PREFERRED: &[&str] = &[
+        "acc_norm",
+        "acc",
+        "exact_match_strict",
+        "exact_match,strict-match",
+        "exact_match/strict",
+        "strict",
+        "exact_match",
+        "prompt_level_strict_acc",
+    ];
+    let of_task: Vec<&Score> = scores.iter().filter(|s| s.task == task).collect();
+    PREFERRED
+        .iter()
+        .find_map(|p| of_task.iter().find(|s| s.metric == *p))
+        .or_else(|| of_task.first())
+        .map(|s| s.value)
+}
+
+/// The status table, one line per grid point.
+pub fn render_table(s: &Snapshot) -> String {
+    let tasks: Vec<String> = {
+        let mut t: Vec<String> = s.metrics.iter().map(|(t, _)| t.clone()).collect();
+        t.dedup();
+        t
+    };
+    let mut header: Vec<String> = vec!["id".into()];
+    header.extend(s.axes.iter().cloned());
+    header.extend(["state", "attempt", "progress", "loss"].map(String::from));
+    header.extend(tasks.iter().cloned());
+    header.push("slot".into());
+    let mut rows = vec![header];
+    for r in &s.rows {
+        let t = &r.trial;
+        let mut row = vec![t.id.to_string()];
+        for a in &s.axes {
+            row.push(r.point.get(a).map(json_text).unwrap_or_default());
+        }
+        row.push(r.shown_state.clone());
+        row.push(t.attempt.to_string());
+        let progress = match (t.state.as_str(), t.step) {
+            ("completed", _) => "done".to_string(),
+            ("diverged", _) => format!("step {}", t.diverged_step.or(t.step).unwrap_or(0)),
+            (_, Some(step)) => match s.max_steps {
+                Some(m) => format!("{step}/{m}"),
+                None => format!("step {step}"),
+            },
+            _ => "-".to_string(),
+        };
+        row.push(if t.state == "running" {
+            format!("{progress} ({})", t.stage.as_deref().unwrap_or("starting"))
+        } else {
+            progress
+        });
+        row.push(
+            t.last_loss
+                .map(|l| format!("{l:.4}"))
+                .unwrap_or_else(|| "-".into()),
+        );
+        for task in &tasks {
+            row.push(
+                headline(&r.scores, task)
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
+        row.push(match (t.state.as_str(), t.slot) {
+            ("running", Some(slot)) => match t.cuda_visible_devices.as_deref() {
+                Some(g) if !g.is_empty() => format!("{slot} (gpu {g})"),
+                _ => slot.to_string(),
+            },
+            _ => "-".into(),
+        });
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    let counts = |st: &str| s.rows.iter().filter(|r| r.shown_state == st).count();
+    out.push_str(&format!(
+        "sweep {}: {} trials, {} completed, {} diverged, {} failed, {} running, {} pending{}\n",
+        s.name,
+        s.rows.len(),
+        counts("completed"),
+        counts("diverged"),
+        counts("failed"),
+        counts("running"),
+        counts("pending") + counts("interrupted"),
+        match s.orchestrator {
+            Some(pid) => format!(" (orchestrator pid {pid})"),
+            None => " (no orchestrator running)".into(),
+        }
+    ));
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The status as JSON: one object per trial.
+pub fn render_json(s: &Snapshot) -> Json {
+    let trials: Vec<Json> = s
+        .rows
+        .iter()
+        .map(|r| {
+            let t = &r.trial;
+            let mut scores = serde_json::Map::new();
+            for sc in &r.scores {
+                let task = scores
+                    .entry(sc.task.clone())
+                    .or_insert_with(|| Json::Object(Default::default()));
+                if let Some(m) = task.as_object_mut() {
+                    m.insert(sc.metric.clone(), json!(sc.value));
+                    if let Some(e) = sc.stderr {
+                        m.insert(format!("{}_stderr", sc.metric), json!(e));
+                    }
+                }
+            }
+            json!({
+                "id": t.id,
+                "point": r.point,
+                "dir": t.dir,
+                "state": r.shown_state,
+                "stage": t.stage,
+                "attempt": t.attempt,
+                "step": t.step,
+                "epoch": t.epoch,
+                "loss": t.last_loss,
+                "slot": t.slot,
+                "cuda_visible_devices": t.cuda_visible_devices,
+                "pid": t.pid,
+                "started_at": t.started_at,
+                "ended_at": t.ended_at,
+                "exit_status": t.exit_status,
+                "error": t.error,
+                "diverged_step": t.diverged_step,
+                "last_finite_loss": t.last_finite_loss,
+                "scores": scores,
+            })
+        })
+        .collect();
+    json!({
+        "sweep": s.name,
+        "orchestrator_pid": s.orchestrator,
+        "trials": trials,
+    })
+}
+
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// One CSV row per trial: hyperparameters (every trial key, the axes
+/// first), state, attempt, steps, loss, and every score as `task/metric`.
+pub fn render_csv(spec: &SweepSpec, s: &Snapshot) -> String {
+    let fixed: Vec<String> = spec
+        .train
+        .keys()
+        .filter(|k| !s.axes.contains(k))
+        .cloned()
+        .collect();
+    let mut header: Vec<String> = vec!["trial".into()];
+    header.extend(s.axes.iter().cloned());
+    header.extend(fixed.iter().cloned());
+    header.extend(
+        [
+            "state",
+            "attempt",
+            "step",
+            "epoch",
+            "final_loss",
+            "diverged_step",
+            "last_finite_loss",
+            "exit_status",
+            "error",
+            "dir",
+        ]
+        .map(String::from),
+    );
+    for (task, metric) in &s.metrics {
+        header.push(format!("{task}/{metric}"));
+    }
+    let mut out = header
+        .iter()
+        .map(|h| csv_cell(h))
+        .collect::<Vec<_>>()
+        .join(",");
+    out.push('\n');
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    for r in &s.rows {
+        let t = &r.trial;
+        let mut row = vec![t.id.to_string()];
+        for a in &s.axes {
+            row.push(r.point.get(a).map(json_text).unwrap_or_default());
+        }
+        for k in &fixed {
+            row.push(
+                spec.train
+                    .get(k)
+                    .map(|v| json_text(&crate::spec::to_json(v)))
+                    .unwrap_or_default(),
+            );
+        }
+        row.push(r.shown_state.clone());
+        row.push(t.attempt.to_string());
+        row.push(opt(t.step.map(|x| x.to_string())));
+        row.push(opt(t.epoch.map(|x| x.to_string())));
+        row.push(opt(t.last_loss.map(|x| x.to_string())));
+        row.push(opt(t.diverged_step.map(|x| x.to_string())));
+        row.push(opt(t.last_finite_loss.map(|x| x.to_string())));
+        row.push(opt(t.exit_status.map(|x| x.to_string())));
+        row.push(opt(t.error.clone()));
+        row.push(t.dir.clone());
+        for (task, metric) in &s.metrics {
+            row.push(opt(r
+                .scores
+                .iter()
+                .find(|sc| &sc.task == task && &sc.metric == metric)
+                .map(|sc| sc.value.to_string())));
+        }
+        out.push_str(
+            &row.iter()
+                .map(|c| csv_cell(c))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        out.push('\n');
+    }
+    out
+}
+
+/// Writes the CSV to `path` (through a temporary file, renamed).
+pub fn write_csv(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("csv.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
