@@ -30,6 +30,14 @@ fn parse_shape(s: &str) -> Result<(i64, i64)> {
     Ok((b, t))
 }
 
+/// Runs `f` once to warm up, then `n` timed times; (median, min, max) seconds.
+fn time_runs(n: usize, mut f: impl FnMut() -> Result<f64>) -> Result<(f64, f64, f64)> {
+    f()?;
+    let mut times = (0..n.max(1)).map(|_| f()).collect::<Result<Vec<_>>>()?;
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], times[0], times[times.len() - 1]))
+}
+
 fn forward(a: &BenchForwardArgs) -> Result<()> {
     if a.threads > 0 {
         tch::set_num_threads(a.threads);
@@ -59,17 +67,12 @@ fn forward(a: &BenchForwardArgs) -> Result<()> {
                 .double_value(&[]);
             Ok(start.elapsed().as_secs_f64())
         };
-        run_once()?;
-        let mut times = (0..a.iters.max(1))
-            .map(|_| run_once())
-            .collect::<Result<Vec<_>>>()?;
-        times.sort_by(f64::total_cmp);
-        let median = times[times.len() / 2];
+        let (median, min, max) = time_runs(a.iters, run_once)?;
         println!(
             "{}",
             serde_json::json!({
                 "impl": "smolsweep", "batch": b, "seq": t,
-                "median_s": median, "min_s": times[0], "max_s": times[times.len() - 1],
+                "median_s": median, "min_s": min, "max_s": max,
                 "tokens_per_s": (b * t) as f64 / median,
             })
         );
@@ -127,7 +130,7 @@ fn train_step(a: &crate::args::BenchTrainArgs) -> Result<()> {
         .unsqueeze(0)
         .expand([b, t], false);
     let rss_before = peak_rss_mib();
-    let mut step = || -> Result<f64> {
+    let step = || -> Result<f64> {
         let start = std::time::Instant::now();
         let h = model.forward_hidden(&ids, &pos, AttnMask::Causal, None)?;
         let h = h.reshape([b * t, -1]);
@@ -149,12 +152,7 @@ fn train_step(a: &crate::args::BenchTrainArgs) -> Result<()> {
         anyhow::ensure!(loss.is_finite(), "non-finite loss");
         Ok(start.elapsed().as_secs_f64())
     };
-    step()?;
-    let mut times = (0..a.steps.max(1))
-        .map(|_| step())
-        .collect::<Result<Vec<_>>>()?;
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
+    let (median, _, _) = time_runs(a.steps, step)?;
     println!(
         "{}",
         serde_json::json!({

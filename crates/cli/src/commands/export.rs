@@ -9,11 +9,7 @@ use crate::args::ExportArgs;
 
 pub fn run(a: &ExportArgs) -> Result<()> {
     let spec = SweepSpec::load(&a.sweep)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let snap = rt.block_on(report::snapshot(&spec))?;
+    let snap = super::sweep_snapshot(&spec)?;
     let text = report::render_csv(&spec, &snap);
     if a.csv.as_os_str() == "-" {
         print!("{text}");

@@ -51,6 +51,19 @@ impl std::fmt::Display for ExitStatus {
 
 impl std::error::Error for ExitStatus {}
 
+/// Reads a sweep's snapshot from its database (status, export, report):
+/// a one-thread runtime is all a few queries need.
+pub(crate) fn sweep_snapshot(
+    spec: &smolsweep_orchestrator::SweepSpec,
+) -> Result<smolsweep_orchestrator::report::Snapshot> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(smolsweep_orchestrator::report::snapshot(spec))
+        .with_context(|| format!("reading the sweep database {}", spec.db.display()))
+}
+
 /// Loads `--model` on `--device` in `--dtype`.
 pub(crate) fn load_model(a: &ModelArgs) -> Result<LoadedModel> {
     let device: DeviceSpec = a.device.parse().context("--device")?;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use serde_json::Value;
-use smolsweep_orchestrator::{report as snap, SweepSpec};
+use smolsweep_orchestrator::SweepSpec;
 use smolsweep_report::{render_report, ReportInput, TrialResult, TrialState};
 
 use crate::args::ReportArgs;
@@ -28,13 +28,7 @@ fn state_of(s: &str) -> TrialState {
 
 pub fn run(a: &ReportArgs) -> Result<()> {
     let spec = SweepSpec::load(&a.sweep)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let s = rt
-        .block_on(snap::snapshot(&spec))
-        .with_context(|| format!("reading the sweep database {}", spec.db.display()))?;
+    let s = super::sweep_snapshot(&spec)?;
     let base_lr = spec
         .train
         .get("lr")

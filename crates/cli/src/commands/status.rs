@@ -1,7 +1,7 @@
 //! `smolsweep status SWEEP.toml [--json]`: the grid points with state,
 //! attempt, progress, last loss, scores and slot. Reads only.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use smolsweep_orchestrator::report;
 use smolsweep_orchestrator::SweepSpec;
 
@@ -9,11 +9,7 @@ use crate::args::StatusArgs;
 
 pub fn run(a: &StatusArgs) -> Result<()> {
     let spec = SweepSpec::load(&a.sweep)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let snap = rt.block_on(report::snapshot(&spec))?;
+    let snap = super::sweep_snapshot(&spec)?;
     if a.json {
         println!(
             "{}",
