@@ -10,7 +10,6 @@
 use crate::interp::Surface;
 use crate::plot::*;
 use crate::sweep::{Axes, Point, PointStatus};
-use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 use serde::Serialize;
@@ -369,6 +368,37 @@ pub fn iso_ratio_values(geom: &Geometry) -> Vec<f64> {
 
 /// Dashed lines of constant LR/BS (straight in log-log), each labelled with
 /// LR/BS x 1e6 at its upper end.
+/// A dashed straight line from `a` to `b`, each dash placed along the exact
+/// segment (plotters' `DashedPathElement` accumulates rounding and bends
+/// long, steep lines).
+fn dashed_line(
+    root: &Area,
+    a: (i32, i32),
+    b: (i32, i32),
+    dash: f64,
+    gap: f64,
+    style: ShapeStyle,
+) -> PlotResult<()> {
+    let (dx, dy) = (f64::from(b.0 - a.0), f64::from(b.1 - a.1));
+    let len = (dx * dx + dy * dy).sqrt();
+    if len < 1.0 {
+        return Ok(());
+    }
+    let at = |s: f64| {
+        (
+            a.0 + (dx * s / len).round() as i32,
+            a.1 + (dy * s / len).round() as i32,
+        )
+    };
+    let mut t = 0.0;
+    while t < len {
+        let end = (t + dash).min(len);
+        root.draw(&PathElement::new(vec![at(t), at(end)], style))?;
+        t += dash + gap;
+    }
+    Ok(())
+}
+
 fn draw_iso_ratios(root: &Area, geom: &Geometry) -> PlotResult<Vec<f64>> {
     let l2 = 2f64.log10();
     let (x0, x1) = geom.x_range;
@@ -385,7 +415,7 @@ fn draw_iso_ratios(root: &Area, geom: &Geometry) -> PlotResult<Vec<f64>> {
         }
         let pa = geom.to_ipixel(c + ya * l2, ya);
         let pb = geom.to_ipixel(c + yb * l2, yb);
-        root.draw(&DashedPathElement::new(vec![pa, pb], 9, 6, style))?;
+        dashed_line(root, pa, pb, 9.0, 6.0, style)?;
         // Label a little inside the upper end, along the line.
         let (dx, dy) = (f64::from(pa.0 - pb.0), f64::from(pa.1 - pb.1));
         let len = (dx * dx + dy * dy).sqrt().max(1.0);
@@ -541,13 +571,14 @@ fn draw_legend(
     }
     if iso {
         item(&mut x, "LR/BS × 10⁶", &|a, (px, py)| {
-            a.draw(&DashedPathElement::new(
-                vec![(px - 8, py), (px + 6, py)],
-                5,
-                3,
+            dashed_line(
+                a,
+                (px - 8, py),
+                (px + 6, py),
+                5.0,
+                3.0,
                 ShapeStyle::from(&rgb(ISO_RGB)).stroke_width(2),
-            ))?;
-            Ok(())
+            )
         })?;
     }
     if d.points
