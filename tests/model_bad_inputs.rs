@@ -12,6 +12,25 @@ fn link_weights(from: &Path, to: &Path) {
         .expect("symlink");
 }
 
+/// The real model's weights and tokenizer beside an edited copy of its
+/// config.json.
+fn real_model_with_config(edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
+    let real = real_model();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(real.join("config.json")).expect("read"))
+            .expect("json");
+    edit(&mut cfg);
+    std::fs::write(dir.path().join("config.json"), cfg.to_string()).expect("write");
+    std::fs::copy(
+        real.join("tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )
+    .expect("copy");
+    link_weights(&real, dir.path());
+    dir
+}
+
 fn generate_err(dir: &Path) -> String {
     let o = run(&[
         "generate",
@@ -28,21 +47,11 @@ fn generate_err(dir: &Path) -> String {
 
 #[test]
 fn config_missing_a_field() {
-    let real = real_model();
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(real.join("config.json")).expect("read"))
-            .expect("json");
-    cfg.as_object_mut()
-        .expect("obj")
-        .remove("num_hidden_layers");
-    std::fs::write(dir.path().join("config.json"), cfg.to_string()).expect("write");
-    std::fs::copy(
-        real.join("tokenizer.json"),
-        dir.path().join("tokenizer.json"),
-    )
-    .expect("copy");
-    link_weights(&real, dir.path());
+    let dir = real_model_with_config(|cfg| {
+        cfg.as_object_mut()
+            .expect("obj")
+            .remove("num_hidden_layers");
+    });
     let err = generate_err(dir.path());
     assert!(
         err.contains("config.json") && err.contains("num_hidden_layers"),
@@ -65,19 +74,9 @@ fn model_directory_without_tokenizer() {
 
 #[test]
 fn weights_with_a_wrong_shape() {
-    let real = real_model();
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(real.join("config.json")).expect("read"))
-            .expect("json");
-    cfg["intermediate_size"] = 1024.into();
-    std::fs::write(dir.path().join("config.json"), cfg.to_string()).expect("write");
-    std::fs::copy(
-        real.join("tokenizer.json"),
-        dir.path().join("tokenizer.json"),
-    )
-    .expect("copy");
-    link_weights(&real, dir.path());
+    let dir = real_model_with_config(|cfg| {
+        cfg["intermediate_size"] = 1024.into();
+    });
     let err = generate_err(dir.path());
     assert!(
         err.contains("model.safetensors")
@@ -89,20 +88,10 @@ fn weights_with_a_wrong_shape() {
 
 #[test]
 fn weights_missing_a_tensor() {
-    let real = real_model();
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(real.join("config.json")).expect("read"))
-            .expect("json");
-    // An untied head needs lm_head.weight, which SmolLM2's file lacks.
-    cfg["tie_word_embeddings"] = false.into();
-    std::fs::write(dir.path().join("config.json"), cfg.to_string()).expect("write");
-    std::fs::copy(
-        real.join("tokenizer.json"),
-        dir.path().join("tokenizer.json"),
-    )
-    .expect("copy");
-    link_weights(&real, dir.path());
+    let dir = real_model_with_config(|cfg| {
+        // An untied head needs lm_head.weight, which SmolLM2's file lacks.
+        cfg["tie_word_embeddings"] = false.into();
+    });
     let err = generate_err(dir.path());
     assert!(
         err.contains("lm_head.weight") && err.contains("missing"),
