@@ -107,6 +107,23 @@ pub fn slots(resources: &Resources, detected: &[u32], file: &str) -> Result<Vec<
     Ok(out)
 }
 
+/// Intra-op threads for each trial when every slot is a CPU slot: the
+/// machine's cores shared out between the slots. Without it every trial
+/// would start one thread per core, and N trials on N cores would fight
+/// over them (two 2-thread trials on 2 cores run slower than two 1-thread
+/// ones). `None` with GPUs (the CPU side of a GPU trial is light), or when
+/// the user has set OMP_NUM_THREADS themselves.
+pub fn cpu_threads(slots: &[Slot]) -> Option<usize> {
+    if slots.is_empty()
+        || slots.iter().any(|s| !s.cuda_visible_devices.is_empty())
+        || std::env::var_os("OMP_NUM_THREADS").is_some()
+    {
+        return None;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Some((cores / slots.len()).max(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +140,11 @@ mod tests {
         assert_eq!(cvd, ["0", "1", "0", "1"]);
         let cpu = slots(&r, &[], "f").expect("slots");
         assert_eq!(cpu.len(), 2);
+        assert_eq!(cpu_threads(&s), None, "GPU slots keep libtorch's default");
+        if std::env::var_os("OMP_NUM_THREADS").is_none() {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            assert_eq!(cpu_threads(&cpu), Some((cores / 2).max(1)));
+        }
         let bad = Resources {
             gpus: Gpus::List(vec![3]),
             ..r

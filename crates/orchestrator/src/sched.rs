@@ -107,6 +107,8 @@ struct Ctx {
     store: Store,
     program: PathBuf,
     shutdown: watch::Receiver<u8>,
+    /// OMP_NUM_THREADS for trials on CPU slots (see `gpu::cpu_threads`).
+    cpu_threads: Option<usize>,
 }
 
 /// Runs (or resumes) a sweep to completion or interruption.
@@ -180,6 +182,7 @@ pub async fn run(spec: SweepSpec, opts: RunOptions) -> Result<RunSummary, RunErr
         store: store.clone(),
         program: opts.program,
         shutdown: rx.clone(),
+        cpu_threads: gpu::cpu_threads(&slots),
     });
 
     let all = store.trials().await?;
@@ -591,6 +594,10 @@ async fn run_child(
         // signal to the group reaches whatever the trial itself spawned.
         .process_group(0)
         .kill_on_drop(false);
+    if let (Some(n), true) = (ctx.cpu_threads, cvd.is_empty()) {
+        cmd.env("OMP_NUM_THREADS", n.to_string())
+            .env("MKL_NUM_THREADS", n.to_string());
+    }
     let mut child = cmd.spawn().map_err(|e| RunError::Io {
         path: ctx.program.clone(),
         source: e,

@@ -32,14 +32,14 @@
 //! sentences about topics) are shared, as a pretraining corpus would share
 //! them with a real benchmark.
 //!
-//! The evaluations score plain-text continuations (lm-eval's prompts, no
-//! chat template), while the trainer puts loss only on assistant turns. So
-//! each conversation's assistant turn holds the eval's surface form whole
-//! ("Question: ...\nAnswer: 7", "Making tea: A man ... Then he boils ...",
-//! the IFEval prompt followed by its response) after a short fixed user
-//! turn: what the model learns is the plain-text continuation the evals ask
-//! for, and the end-of-turn token it learns to emit ends GSM8K and IFEval
-//! generation early.
+//! The SFT conversations are in the form the demo evaluates them with
+//! (`chat_template = true`, lm-eval's `--apply_chat_template`): the user
+//! turn is the benchmark's prompt ("Question: ...\nAnswer:", the HellaSwag
+//! context, the IFEval prompt) and the assistant turn its answer, few-shot
+//! GSM8K problems as earlier turns. A tiny model trained from scratch sees
+//! nothing else, so scoring plain-text continuations instead (text at
+//! position 0, never seen in training) leaves it worse than uniform; and
+//! the end-of-turn token it learns ends GSM8K and IFEval generation early.
 //!
 //! Everything comes from one seeded SplitMix64 stream (no `rand`, whose
 //! streams may change between versions): the same `--seed` gives the same
@@ -721,11 +721,23 @@ fn jsonl(rows: impl IntoIterator<Item = Value>) -> String {
     s
 }
 
-fn conversation(user: &str, assistant: String) -> Value {
-    json!({"messages": [
-        {"role": "user", "content": user},
-        {"role": "assistant", "content": assistant},
-    ]})
+/// A conversation of (user, assistant) turns.
+fn conversation<S: AsRef<str>>(turns: &[(S, S)]) -> Value {
+    let messages: Vec<Value> = turns
+        .iter()
+        .flat_map(|(u, a)| {
+            [
+                json!({"role": "user", "content": u.as_ref()}),
+                json!({"role": "assistant", "content": a.as_ref()}),
+            ]
+        })
+        .collect();
+    json!({ "messages": messages })
+}
+
+/// lm-eval's ARC, PIQA and GSM8K prompt: `Question: ...\nAnswer:`.
+fn question(q: &str) -> String {
+    format!("Question: {q}\nAnswer:")
 }
 
 const LABELS: [&str; 4] = ["A", "B", "C", "D"];
@@ -762,10 +774,6 @@ fn capitalize(s: &str) -> String {
     }
 }
 
-fn gsm_text(g: &Gsm) -> String {
-    format!("Question: {}\nAnswer: {}", g.question, g.answer)
-}
-
 /// Every file, as (path relative to the output directory, contents).
 pub fn generate(seed: u64) -> Vec<(String, String)> {
     let mut rng = Rng(seed ^ 0x5EED_DE70_DA7A_0001);
@@ -784,59 +792,50 @@ pub fn generate(seed: u64) -> Vec<(String, String)> {
     }));
     mc_sft.extend(draw(&mut rng, SFT_AFTER, false, after_question));
     for q in &mc_sft {
-        sft.push(conversation(
-            "Answer the question.",
-            format!("Question: {}\nAnswer: {}", q.question, q.choices[q.gold]),
-        ));
+        sft.push(conversation(&[(
+            question(&q.question),
+            q.choices[q.gold].clone(),
+        )]));
     }
 
-    // HellaSwag: the assistant text is lm-eval's query plus " " + ending.
+    // HellaSwag: lm-eval's query in the user turn, the ending answers it.
     let hs_test = draw(&mut rng, N_HELLASWAG, true, hellaswag_item);
     for h in draw(&mut rng, SFT_HELLASWAG, false, hellaswag_item) {
-        sft.push(conversation(
-            "Continue the story.",
-            format!(
-                "{}: {} {} {}",
-                h.activity,
-                h.ctx_a,
-                capitalize(&h.ctx_b),
-                h.endings[h.gold]
-            ),
-        ));
+        sft.push(conversation(&[(
+            format!("{}: {} {}", h.activity, h.ctx_a, capitalize(&h.ctx_b)),
+            h.endings[h.gold].clone(),
+        )]));
     }
 
     // PIQA.
     let piqa_test = draw(&mut rng, N_PIQA, true, piqa_item);
     for p in draw(&mut rng, SFT_PIQA, false, piqa_item) {
-        sft.push(conversation(
-            "Choose the right way to do it.",
-            format!("Question: {}\nAnswer: {}", p.goal, p.sols[p.label]),
-        ));
+        sft.push(conversation(&[(
+            question(&p.goal),
+            p.sols[p.label].clone(),
+        )]));
     }
 
     // GSM8K: the train split is both the few-shot pool and SFT data; some
-    // conversations carry earlier solved problems before the last one, so
-    // the model has seen the 5-shot layout ("\n\n" between problems).
+    // conversations carry earlier solved problems as turns before the last
+    // one, so the model has seen the 5-shot layout the eval builds.
     let gsm_test = draw(&mut rng, N_GSM8K_TEST, true, gsm8k_item);
     let gsm_train = draw(&mut rng, SFT_GSM8K.max(N_GSM8K_TRAIN), false, gsm8k_item);
     for (i, g) in gsm_train.iter().enumerate().take(SFT_GSM8K) {
         let shots = if i % 3 == 0 { rng.below(3) + 1 } else { 0 };
-        let mut text = String::new();
+        let mut turns = Vec::new();
         for _ in 0..shots {
-            text.push_str(&gsm_text(rng.pick(&gsm_train)));
-            text.push_str("\n\n");
+            let s = rng.pick(&gsm_train);
+            turns.push((question(&s.question), s.answer.clone()));
         }
-        text.push_str(&gsm_text(g));
-        sft.push(conversation("Solve the math problem.", text));
+        turns.push((question(&g.question), g.answer.clone()));
+        sft.push(conversation(&turns));
     }
 
-    // IFEval: the prompt then the response, as a base model continues it.
+    // IFEval: the prompt, then a response that follows it.
     let if_test = draw(&mut rng, N_IFEVAL, true, ifeval_item);
     for f in draw(&mut rng, SFT_IFEVAL, false, ifeval_item) {
-        sft.push(conversation(
-            "Follow the instructions.",
-            format!("{}\n\n{}", f.prompt, f.response),
-        ));
+        sft.push(conversation(&[(f.prompt.clone(), f.response.clone())]));
     }
 
     rng.shuffle(&mut sft);
