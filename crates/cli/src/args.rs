@@ -204,6 +204,9 @@ pub struct EvalArgs {
     /// Evaluate only the first N examples of each task.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Solved examples before each GSM8K question (lm-eval's default: 5).
+    #[arg(long, default_value_t = 5)]
+    pub gsm8k_fewshot: usize,
     /// Wrap prompts in the model's chat template (few-shot as alternating turns).
     #[arg(long)]
     pub chat_template: bool,

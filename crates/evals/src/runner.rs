@@ -35,6 +35,9 @@ pub struct EvalOptions {
     pub batch_size: BatchSize,
     /// Seed of GSM8K's few-shot draw (lm-eval: 1234).
     pub fewshot_seed: u64,
+    /// Solved examples before each GSM8K question (lm-eval: 5). Fewer fit
+    /// a short-context model: 5 shots are ~1k tokens, ~4k bytes.
+    pub gsm8k_fewshot: usize,
     /// Keep one JSON object per example in [`TaskResult::samples`].
     pub keep_samples: bool,
 }
@@ -45,6 +48,7 @@ impl Default for EvalOptions {
             chat_template: false,
             batch_size: BatchSize::Auto,
             fewshot_seed: FEWSHOT_SEED,
+            gsm8k_fewshot: gsm8k::NUM_FEWSHOT,
             keep_samples: false,
         }
     }
@@ -255,11 +259,12 @@ fn run_mc(
     Ok((metrics, 0, samples))
 }
 
-/// lm-eval's 5-shot GSM8K prompts: one `random.Random(seed)` for the task,
-/// `sample(train, 5)` per question in order.
+/// lm-eval's k-shot GSM8K prompts: one `random.Random(seed)` for the task,
+/// `sample(train, k)` per question in order.
 pub fn gsm8k_prompts(
     docs: &[Gsm8kDoc],
     fewshot: &[Gsm8kDoc],
+    k: usize,
     format: &PromptFormat,
     seed: u64,
 ) -> Result<Vec<String>> {
@@ -267,13 +272,13 @@ pub fn gsm8k_prompts(
     docs.iter()
         .map(|d| {
             let idx = rng
-                .sample_indices(fewshot.len(), gsm8k::NUM_FEWSHOT)
+                .sample_indices(fewshot.len(), k)
                 .ok_or_else(|| EvalError::Task {
                     task: "gsm8k".into(),
                     msg: format!(
                         "the few-shot pool (train split) has {} examples, {} are needed",
                         fewshot.len(),
-                        gsm8k::NUM_FEWSHOT
+                        k
                     ),
                 })?;
             let shots: Vec<&Gsm8kDoc> = idx.iter().map(|&i| &fewshot[i]).collect();
@@ -289,7 +294,7 @@ fn run_gsm8k(
     format: &PromptFormat,
     opts: &EvalOptions,
 ) -> Result<Run> {
-    let prompts = gsm8k_prompts(docs, fewshot, format, opts.fewshot_seed)?;
+    let prompts = gsm8k_prompts(docs, fewshot, opts.gsm8k_fewshot, format, opts.fewshot_seed)?;
     let ids = prompts
         .iter()
         .map(|p| m.tokenizer.encode_with(p, false))
@@ -325,7 +330,7 @@ fn run_gsm8k(
             mean_and_stderr(&flexible),
         ),
     ]);
-    Ok((metrics, gsm8k::NUM_FEWSHOT, samples))
+    Ok((metrics, opts.gsm8k_fewshot, samples))
 }
 
 fn run_ifeval(

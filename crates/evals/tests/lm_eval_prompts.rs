@@ -74,7 +74,7 @@ fn gsm8k_prompts_equal_lm_evals() {
     let Docs::Gsm8k { docs, fewshot } = &data.docs else {
         panic!("not gsm8k")
     };
-    let prompts = gsm8k_prompts(docs, fewshot, &PromptFormat::Plain, 1234).expect("prompts");
+    let prompts = gsm8k_prompts(docs, fewshot, 5, &PromptFormat::Plain, 1234).expect("prompts");
     let samples: Vec<&Value> = reference["samples"]
         .as_array()
         .expect("samples")

@@ -881,6 +881,10 @@ async fn eval_stage(
         args.push("--limit".into());
         args.push(n.to_string());
     }
+    if let Some(k) = eval.gsm8k_fewshot {
+        args.push("--gsm8k-fewshot".into());
+        args.push(k.to_string());
+    }
     if eval.chat_template {
         args.push("--chat-template".into());
     }

@@ -123,6 +123,8 @@ pub struct EvalSpec {
     pub tasks: Vec<String>,
     pub data_dir: Option<PathBuf>,
     pub limit: Option<u64>,
+    /// `--gsm8k-fewshot` (None: the eval's default, lm-eval's 5).
+    pub gsm8k_fewshot: Option<u64>,
     pub chat_template: bool,
     /// A positive integer or "auto".
     pub batch_size: Option<String>,
@@ -434,15 +436,23 @@ impl SweepSpec {
             .collect();
         let eval = match &self.eval {
             None => Json::Null,
-            Some(e) => serde_json::json!({
-                "tasks": e.tasks,
-                "data_dir": e.data_dir.as_ref().map(|p| p.display().to_string()),
-                "limit": e.limit,
-                "chat_template": e.chat_template,
-                "batch_size": e.batch_size,
-                "device": e.device,
-                "samples": e.samples,
-            }),
+            Some(e) => {
+                let mut j = serde_json::json!({
+                    "tasks": e.tasks,
+                    "data_dir": e.data_dir.as_ref().map(|p| p.display().to_string()),
+                    "limit": e.limit,
+                    "chat_template": e.chat_template,
+                    "batch_size": e.batch_size,
+                    "device": e.device,
+                    "samples": e.samples,
+                });
+                // Only when set: sweeps frozen before the key existed
+                // still match their spec.
+                if let Some(k) = e.gsm8k_fewshot {
+                    j["gsm8k_fewshot"] = k.into();
+                }
+                j
+            }
         };
         serde_json::json!({
             "name": self.name,
@@ -887,6 +897,7 @@ impl Cx {
             "tasks",
             "data_dir",
             "limit",
+            "gsm8k_fewshot",
             "chat_template",
             "batch_size",
             "device",
@@ -959,6 +970,16 @@ impl Cx {
             Some(Value::Integer(n)) if *n > 0 => Some(*n as u64),
             Some(v) => return Err(self.err("eval.limit", &wrong_type("a positive integer", v))),
         };
+        let gsm8k_fewshot = match t.get("gsm8k_fewshot") {
+            None => None,
+            Some(Value::Integer(n)) if *n >= 0 => Some(*n as u64),
+            Some(v) => {
+                return Err(self.err(
+                    "eval.gsm8k_fewshot",
+                    &wrong_type("a non-negative integer", v),
+                ))
+            }
+        };
         let flag = |k: &str| match t.get(k) {
             None => Ok(false),
             Some(Value::Boolean(b)) => Ok(*b),
@@ -981,6 +1002,7 @@ impl Cx {
             tasks: out,
             data_dir,
             limit,
+            gsm8k_fewshot,
             chat_template: flag("chat_template")?,
             batch_size,
             device,

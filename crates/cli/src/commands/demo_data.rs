@@ -58,22 +58,22 @@ use crate::args::DemoDataArgs;
 
 /// Conversations per skill in `sft/train.jsonl`.
 const SFT_COLOR: usize = 300;
-const SFT_BIGGER: usize = 300;
-const SFT_SMALLER: usize = 250;
-const SFT_AFTER: usize = 200;
+const SFT_BIGGER: usize = 600;
+const SFT_SMALLER: usize = 600;
+const SFT_AFTER: usize = 500;
 const SFT_HELLASWAG: usize = 500;
 const SFT_PIQA: usize = 300;
-const SFT_GSM8K: usize = 700;
+const SFT_GSM8K: usize = 600;
 const SFT_IFEVAL: usize = 400;
 
 /// Items per evaluation set (small: the eval of a whole grid must take
 /// minutes on a CPU, and generation tasks are the slow ones).
-const N_ARC: usize = 100;
-const N_HELLASWAG: usize = 100;
-const N_PIQA: usize = 100;
-const N_GSM8K_TEST: usize = 30;
+const N_ARC: usize = 150;
+const N_HELLASWAG: usize = 150;
+const N_PIQA: usize = 150;
+const N_GSM8K_TEST: usize = 50;
 const N_GSM8K_TRAIN: usize = 200;
-const N_IFEVAL: usize = 20;
+const N_IFEVAL: usize = 40;
 
 pub fn run(a: &DemoDataArgs) -> Result<()> {
     let files = generate(a.seed);
