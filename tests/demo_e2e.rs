@@ -69,14 +69,17 @@ fn reduced_demo_grid_trains_evaluates_reports_and_reruns_as_a_no_op() {
         "0",
     ]);
     ok(&o, "init-model");
-    let o = run(&[
-        "demo-data",
-        "--out",
-        &s(&root_dir.join("demo/data")),
-        "--seed",
-        "0",
-    ]);
-    ok(&o, "demo-data");
+    let demo_data = || {
+        let o = run(&[
+            "demo-data",
+            "--out",
+            &s(&root_dir.join("demo/data")),
+            "--seed",
+            "0",
+        ]);
+        ok(&o, "demo-data");
+    };
+    demo_data();
 
     let o = run(&["run", &s(&sweep)]);
     ok(&o, "run");
@@ -94,14 +97,7 @@ fn reduced_demo_grid_trains_evaluates_reports_and_reruns_as_a_no_op() {
         let text = std::fs::read_to_string(d.join("results.json"))
             .unwrap_or_else(|e| panic!("{}: {e}", d.display()));
         let r: serde_json::Value = serde_json::from_str(&text).expect("results.json");
-        for task in [
-            "arc_easy",
-            "arc_challenge",
-            "hellaswag",
-            "piqa",
-            "gsm8k",
-            "ifeval",
-        ] {
+        for task in smolsweep_orchestrator::spec::KNOWN_TASKS {
             let metrics = r["tasks"][task]["metrics"]
                 .as_object()
                 .unwrap_or_else(|| panic!("{}: no {task}", d.display()));
@@ -136,14 +132,7 @@ fn reduced_demo_grid_trains_evaluates_reports_and_reruns_as_a_no_op() {
     // and nothing reruns (the record, attempts included, is unchanged).
     let before = run(&["export", &s(&sweep), "--csv", "-"]);
     ok(&before, "export");
-    let o = run(&[
-        "demo-data",
-        "--out",
-        &s(&root_dir.join("demo/data")),
-        "--seed",
-        "0",
-    ]);
-    ok(&o, "demo-data again");
+    demo_data();
     let o = run(&["run", &s(&sweep)]);
     ok(&o, "run again");
     let again = stderr(&o);

@@ -2,9 +2,9 @@
 //! shipped.
 //!
 //! The demo (`sweeps/demo.toml`, `make demo`) trains a ~100k-parameter
-//! byte-level model from scratch on a 2-core CPU in seconds per trial, so
-//! real benchmarks (and real SFT data) are out of reach: such a model
-//! scores chance on them whatever the learning rate. Instead this command
+//! byte-level model from scratch on a 2-core CPU in about a minute per
+//! trial, so real benchmarks (and real SFT data) are out of reach: such a
+//! model scores chance on them whatever the learning rate. Instead this command
 //! builds a tiny synthetic world and writes, in the benchmarks' real HF
 //! schemas:
 //!
