@@ -965,21 +965,18 @@ impl Cx {
             }
             Some(v) => return Err(self.err("eval.data_dir", &wrong_type("a directory path", v))),
         };
-        let limit = match t.get("limit") {
-            None => None,
-            Some(Value::Integer(n)) if *n > 0 => Some(*n as u64),
-            Some(v) => return Err(self.err("eval.limit", &wrong_type("a positive integer", v))),
-        };
-        let gsm8k_fewshot = match t.get("gsm8k_fewshot") {
-            None => None,
-            Some(Value::Integer(n)) if *n >= 0 => Some(*n as u64),
-            Some(v) => {
-                return Err(self.err(
-                    "eval.gsm8k_fewshot",
-                    &wrong_type("a non-negative integer", v),
-                ))
+        // Integer keys go through the same `check` as the trial keys.
+        let int = |k: &str, kind: Kind| -> Result<Option<u64>, SpecError> {
+            match t.get(k) {
+                None => Ok(None),
+                Some(v) => Ok(self
+                    .check(&format!("eval.{k}"), kind, v)?
+                    .as_integer()
+                    .map(|n| n as u64)),
             }
         };
+        let limit = int("limit", Kind::PosInt)?;
+        let gsm8k_fewshot = int("gsm8k_fewshot", Kind::NonNegInt)?;
         let flag = |k: &str| match t.get(k) {
             None => Ok(false),
             Some(Value::Boolean(b)) => Ok(*b),
