@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use smolsweep_config::benchmarks::GSM8K_FEWSHOT;
+use smolsweep_config::{DType, DeviceSpec};
 
 #[derive(Debug, Parser)]
 #[command(name = "smolsweep", version, about = "Learning-rate x batch-size sweeps of small language models", long_about = None)]
@@ -44,6 +46,23 @@ pub enum Command {
     Status(StatusArgs),
     /// A sweep's trials as CSV: hyperparameters, state and every score.
     Export(ExportArgs),
+    /// Print a fully commented trial or sweep TOML: every key, its kind and default.
+    Schema(SchemaArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaKind {
+    /// A trial file (`smolsweep train --config`).
+    Trial,
+    /// A sweep file (`smolsweep run`).
+    Sweep,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which file.
+    #[arg(value_enum)]
+    pub kind: SchemaKind,
 }
 
 #[derive(Debug, Args)]
@@ -53,10 +72,10 @@ pub struct ModelArgs {
     pub model: PathBuf,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: DeviceSpec,
     /// auto (f32 on CPU, bf16 on CUDA), f32 or bf16.
     #[arg(long, default_value = "auto")]
-    pub dtype: String,
+    pub dtype: DType,
 }
 
 #[derive(Debug, Args)]
@@ -142,7 +161,7 @@ pub struct BenchTrainArgs {
     #[arg(long, value_enum, default_value = "chunked")]
     pub loss: LossImpl,
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceSpec,
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +186,9 @@ pub struct RunArgs {
     /// Do not draw the progress display (logs only).
     #[arg(long)]
     pub no_progress: bool,
+    /// Validate the sweep (every grid point, the GPUs) and print its size; record and start nothing.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Args)]
@@ -205,8 +227,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub limit: Option<usize>,
     /// Solved examples before each GSM8K question (lm-eval's default: 5).
-    #[arg(long, default_value_t = 5)]
-    pub gsm8k_fewshot: usize,
+    #[arg(long, default_value_t = GSM8K_FEWSHOT)]
+    pub gsm8k_fewshot: u64,
     /// Wrap prompts in the model's chat template (few-shot as alternating turns).
     #[arg(long)]
     pub chat_template: bool,
@@ -229,6 +251,9 @@ pub struct TrainArgs {
     /// Continue from the newest valid checkpoint in output_dir (fresh start if none).
     #[arg(long)]
     pub resume: bool,
+    /// Validate the trial file and exit (nothing is loaded or written).
+    #[arg(long)]
+    pub check: bool,
     /// No progress bar even on a terminal.
     #[arg(long)]
     pub no_progress: bool,

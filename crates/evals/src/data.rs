@@ -40,7 +40,10 @@ impl std::str::FromStr for TaskSpec {
             None => (s, None),
         };
         Ok(TaskSpec {
-            kind: TaskKind::parse(name.trim())?,
+            kind: name
+                .trim()
+                .parse::<TaskKind>()
+                .map_err(|_| EvalError::UnknownTask(name.trim().to_owned()))?,
             path,
         })
     }

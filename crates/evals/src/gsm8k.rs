@@ -29,7 +29,7 @@ pub const UNTIL: [&str; 3] = ["Question:", "</s>", "<|im_end|>"];
 pub const MAX_GEN_TOKS: usize = 256;
 
 /// `num_fewshot` of `gsm8k.yaml`.
-pub const NUM_FEWSHOT: usize = 5;
+pub const NUM_FEWSHOT: usize = smolsweep_config::benchmarks::GSM8K_FEWSHOT as usize;
 
 fn strict_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();

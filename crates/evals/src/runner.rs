@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use smolsweep_model::LoadedModel;
 
@@ -21,11 +20,9 @@ use crate::loglik::{self, BatchSize};
 use crate::pyrandom::PyRandom;
 use crate::tasks::{Docs, Gsm8kDoc, IfEvalDoc, McDoc, PromptFormat, TaskData};
 
-/// lm-eval's default `fewshot_random_seed`.
-pub const FEWSHOT_SEED: u64 = 1234;
-
-/// `max_gen_toks` of lm-eval's `ifeval.yaml`.
-pub const IFEVAL_MAX_GEN_TOKS: usize = 1280;
+pub use smolsweep_config::benchmarks::{FEWSHOT_SEED, IFEVAL_MAX_GEN_TOKS};
+/// results.json, defined with the other contracts in `smolsweep-config`.
+pub use smolsweep_config::results::{EvalResults, Metric, TaskResult};
 
 /// How to evaluate.
 #[derive(Debug, Clone)]
@@ -48,55 +45,10 @@ impl Default for EvalOptions {
             chat_template: false,
             batch_size: BatchSize::Auto,
             fewshot_seed: FEWSHOT_SEED,
-            gsm8k_fewshot: gsm8k::NUM_FEWSHOT,
+            gsm8k_fewshot: smolsweep_config::benchmarks::GSM8K_FEWSHOT as usize,
             keep_samples: false,
         }
     }
-}
-
-/// A metric's value and lm-eval's standard error of it.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Metric {
-    pub value: f64,
-    pub stderr: Option<f64>,
-}
-
-/// One task's outcome.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TaskResult {
-    pub task: String,
-    /// Examples evaluated.
-    pub n: usize,
-    pub num_fewshot: usize,
-    /// Seconds from the first tokenisation to the last score.
-    pub wall_s: f64,
-    pub examples_per_s: f64,
-    /// Metric name -> value and stderr. Multiple choice: `acc`,
-    /// `acc_norm`; gsm8k: `exact_match_strict` (lm-eval's
-    /// `exact_match,strict-match`), `exact_match_flexible`
-    /// (`exact_match,flexible-extract`); ifeval: `prompt_level_strict_acc`,
-    /// `inst_level_strict_acc`, `prompt_level_loose_acc`,
-    /// `inst_level_loose_acc`.
-    pub metrics: BTreeMap<String, Metric>,
-    pub data_files: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fewshot_files: Vec<String>,
-    /// One JSON object per example (with `keep_samples`), for samples.jsonl.
-    #[serde(skip)]
-    pub samples: Vec<Value>,
-}
-
-/// Everything one evaluation gives (results.json).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EvalResults {
-    pub model: String,
-    pub device: String,
-    pub dtype: String,
-    pub chat_template: bool,
-    pub smolsweep_version: String,
-    /// Task name -> result.
-    pub tasks: BTreeMap<String, TaskResult>,
-    pub total_wall_s: f64,
 }
 
 /// lm-eval's `mean` and `mean_stderr`.

@@ -20,7 +20,6 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
 use serde_json::Value;
 use smolsweep_datasets::Record;
 use smolsweep_model::{ChatTemplate, Message, TextTokenizer};
@@ -29,86 +28,9 @@ use crate::error::{EvalError, Result};
 use crate::ifeval::IfEvalSample;
 use crate::text::{hellaswag_preprocess, py_capitalize};
 
-/// A benchmark.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskKind {
-    ArcEasy,
-    ArcChallenge,
-    Hellaswag,
-    Piqa,
-    Gsm8k,
-    Ifeval,
-}
-
-impl TaskKind {
-    pub const ALL: [TaskKind; 6] = [
-        TaskKind::ArcEasy,
-        TaskKind::ArcChallenge,
-        TaskKind::Hellaswag,
-        TaskKind::Piqa,
-        TaskKind::Gsm8k,
-        TaskKind::Ifeval,
-    ];
-
-    /// lm-eval's task name.
-    pub fn name(self) -> &'static str {
-        match self {
-            TaskKind::ArcEasy => "arc_easy",
-            TaskKind::ArcChallenge => "arc_challenge",
-            TaskKind::Hellaswag => "hellaswag",
-            TaskKind::Piqa => "piqa",
-            TaskKind::Gsm8k => "gsm8k",
-            TaskKind::Ifeval => "ifeval",
-        }
-    }
-
-    pub fn parse(name: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|t| t.name() == name)
-            .ok_or_else(|| EvalError::UnknownTask(name.to_owned()))
-    }
-
-    /// The split lm-eval evaluates (its `test_split`, else `validation_split`).
-    pub fn eval_split(self) -> &'static str {
-        match self {
-            TaskKind::ArcEasy | TaskKind::ArcChallenge | TaskKind::Gsm8k => "test",
-            TaskKind::Hellaswag | TaskKind::Piqa => "validation",
-            TaskKind::Ifeval => "train",
-        }
-    }
-
-    /// The HF config folder inside the dataset repository, if any.
-    pub fn config_dir(self) -> Option<&'static str> {
-        match self {
-            TaskKind::ArcEasy => Some("ARC-Easy"),
-            TaskKind::ArcChallenge => Some("ARC-Challenge"),
-            TaskKind::Gsm8k => Some("main"),
-            _ => None,
-        }
-    }
-
-    /// Hub repositories holding the task, as `ORG--NAME` (the hub cache
-    /// folder is `datasets--ORG--NAME`).
-    pub fn hub_repos(self) -> &'static [&'static str] {
-        match self {
-            TaskKind::ArcEasy | TaskKind::ArcChallenge => &["allenai--ai2_arc", "ai2_arc"],
-            TaskKind::Hellaswag => &["Rowan--hellaswag", "hellaswag"],
-            TaskKind::Piqa => &["baber--piqa", "ybisk--piqa", "piqa"],
-            TaskKind::Gsm8k => &["openai--gsm8k", "gsm8k"],
-            TaskKind::Ifeval => &["google--IFEval"],
-        }
-    }
-
-    /// Scored by log-likelihood (multiple choice) rather than generation.
-    pub fn is_multiple_choice(self) -> bool {
-        matches!(
-            self,
-            TaskKind::ArcEasy | TaskKind::ArcChallenge | TaskKind::Hellaswag | TaskKind::Piqa
-        )
-    }
-}
+/// A benchmark: the registry of `smolsweep-config` (names, metrics, splits,
+/// repositories), under the name the evals have always used.
+pub use smolsweep_config::Task as TaskKind;
 
 /// A multiple-choice question.
 #[derive(Debug, Clone, PartialEq)]

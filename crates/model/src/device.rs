@@ -6,104 +6,47 @@
 //! even on a GPU machine; [`load_cuda_backend`] dlopens it once before any
 //! CUDA query.
 
-use std::str::FromStr;
 use std::sync::OnceLock;
 
 use tch::{Device, Kind};
 
 use crate::error::ModelError;
 
-/// Where a model runs: `auto`, `cpu`, `cuda` or `cuda:N`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DeviceSpec {
-    #[default]
-    Auto,
-    Cpu,
-    Cuda(usize),
-}
+pub use smolsweep_config::{DType, DeviceSpec};
 
-impl FromStr for DeviceSpec {
-    type Err = ModelError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |msg: &str| ModelError::Device {
-            spec: s.to_owned(),
-            msg: msg.to_owned(),
-        };
-        match s {
-            "auto" => Ok(DeviceSpec::Auto),
-            "cpu" => Ok(DeviceSpec::Cpu),
-            "cuda" => Ok(DeviceSpec::Cuda(0)),
-            _ => match s.strip_prefix("cuda:") {
-                Some(n) => n
-                    .parse()
-                    .map(DeviceSpec::Cuda)
-                    .map_err(|_| bad("expected cuda:N with N a device index")),
-                None => Err(bad("expected auto, cpu, cuda or cuda:N")),
-            },
-        }
-    }
-}
-
-impl DeviceSpec {
-    /// Resolves to a concrete device, failing when CUDA is asked for and
-    /// not there.
-    pub fn resolve(self) -> Result<Device, ModelError> {
-        load_cuda_backend();
-        match self {
-            DeviceSpec::Auto => Ok(if tch::Cuda::is_available() {
-                Device::Cuda(0)
+/// Resolves a device spec to a concrete device, failing when CUDA is
+/// asked for and not there.
+pub fn resolve_device(spec: DeviceSpec) -> Result<Device, ModelError> {
+    load_cuda_backend();
+    match spec {
+        DeviceSpec::Auto => Ok(if tch::Cuda::is_available() {
+            Device::Cuda(0)
+        } else {
+            Device::Cpu
+        }),
+        DeviceSpec::Cpu => Ok(Device::Cpu),
+        DeviceSpec::Cuda(i) => {
+            let n = tch::Cuda::device_count();
+            if (i as i64) < n {
+                Ok(Device::Cuda(i))
             } else {
-                Device::Cpu
-            }),
-            DeviceSpec::Cpu => Ok(Device::Cpu),
-            DeviceSpec::Cuda(i) => {
-                let n = tch::Cuda::device_count();
-                if (i as i64) < n {
-                    Ok(Device::Cuda(i))
-                } else {
-                    Err(ModelError::Device {
-                        spec: format!("cuda:{i}"),
-                        msg: format!("libtorch sees {n} CUDA device(s)"),
-                    })
-                }
+                Err(ModelError::Device {
+                    spec: format!("cuda:{i}"),
+                    msg: format!("libtorch sees {n} CUDA device(s)"),
+                })
             }
         }
     }
 }
 
-/// Numeric type of the weights and activations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DType {
-    #[default]
-    Auto,
-    F32,
-    BF16,
-}
-
-impl FromStr for DType {
-    type Err = ModelError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(DType::Auto),
-            "f32" | "float32" | "fp32" => Ok(DType::F32),
-            "bf16" | "bfloat16" => Ok(DType::BF16),
-            _ => Err(ModelError::Device {
-                spec: s.to_owned(),
-                msg: "expected auto, f32 or bf16".into(),
-            }),
-        }
-    }
-}
-
-impl DType {
-    /// fp32 on CPU (bf16 matmuls there are slow and lossy), bf16 on CUDA.
-    pub fn resolve(self, device: Device) -> Kind {
-        match (self, device) {
-            (DType::F32, _) => Kind::Float,
-            (DType::BF16, _) => Kind::BFloat16,
-            (DType::Auto, Device::Cpu) => Kind::Float,
-            (DType::Auto, _) => Kind::BFloat16,
-        }
+/// The tensor kind of a dtype on a device: fp32 on CPU (bf16 matmuls
+/// there are slow and lossy), bf16 on CUDA.
+pub fn resolve_kind(dtype: DType, device: Device) -> Kind {
+    match (dtype, device) {
+        (DType::F32, _) => Kind::Float,
+        (DType::Bf16, _) => Kind::BFloat16,
+        (DType::Auto, Device::Cpu) => Kind::Float,
+        (DType::Auto, _) => Kind::BFloat16,
     }
 }
 
@@ -161,12 +104,12 @@ mod tests {
         assert_eq!("cpu".parse::<DeviceSpec>().ok(), Some(DeviceSpec::Cpu));
         assert!("gpu".parse::<DeviceSpec>().is_err());
         assert!("cuda:x".parse::<DeviceSpec>().is_err());
-        assert_eq!(DType::Auto.resolve(Device::Cpu), Kind::Float);
-        assert_eq!(DType::Auto.resolve(Device::Cuda(0)), Kind::BFloat16);
+        assert_eq!(resolve_kind(DType::Auto, Device::Cpu), Kind::Float);
+        assert_eq!(resolve_kind(DType::Auto, Device::Cuda(0)), Kind::BFloat16);
     }
 
     #[test]
     fn cpu_resolves_without_cuda() {
-        assert_eq!(DeviceSpec::Cpu.resolve().ok(), Some(Device::Cpu));
+        assert_eq!(resolve_device(DeviceSpec::Cpu).ok(), Some(Device::Cpu));
     }
 }

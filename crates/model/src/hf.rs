@@ -11,7 +11,7 @@ use safetensors::{Dtype, SafeTensors};
 use tch::{Device, Kind, Tensor};
 
 use crate::config::LlamaConfig;
-use crate::device::{DType, DeviceSpec};
+use crate::device::{resolve_device, resolve_kind, DType, DeviceSpec};
 use crate::error::{ModelError, Result};
 use crate::llama::{InitMode, Llama};
 use crate::tokenizer::TextTokenizer;
@@ -338,8 +338,8 @@ impl LoadedModel {
         let config = LlamaConfig::from_file(&dir.join("config.json"))?;
         // The tokenizer first: a missing one is the cheaper error to find.
         let tokenizer = TextTokenizer::from_dir(&dir)?;
-        let device = device.resolve()?;
-        let kind = dtype.resolve(device);
+        let device = resolve_device(device)?;
+        let kind = resolve_kind(dtype, device);
         let model = Llama::new(config, device, kind, InitMode::Empty)?;
         load_weights(&model, &dir)?;
         Ok(LoadedModel {

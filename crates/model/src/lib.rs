@@ -18,7 +18,7 @@ pub mod tokenizer;
 
 pub use chat::{ChatTemplate, Message};
 pub use config::LlamaConfig;
-pub use device::{DType, DeviceSpec};
+pub use device::{resolve_device, resolve_kind, DType, DeviceSpec};
 pub use error::{ModelError, Result};
 pub use generate::{GenerateOptions, Generation, StopReason};
 pub use hf::LoadedModel;

@@ -869,37 +869,8 @@ async fn eval_stage(
         "--model".into(),
         export.display().to_string(),
     ];
-    for t in &eval.tasks {
-        args.push("--task".into());
-        args.push(t.clone());
-    }
-    if let Some(d) = &eval.data_dir {
-        args.push("--data-dir".into());
-        args.push(d.display().to_string());
-    }
-    if let Some(n) = eval.limit {
-        args.push("--limit".into());
-        args.push(n.to_string());
-    }
-    if let Some(k) = eval.gsm8k_fewshot {
-        args.push("--gsm8k-fewshot".into());
-        args.push(k.to_string());
-    }
-    if eval.chat_template {
-        args.push("--chat-template".into());
-    }
-    if let Some(b) = &eval.batch_size {
-        args.push("--batch-size".into());
-        args.push(b.clone());
-    }
-    let device = eval
-        .device
-        .clone()
-        .or_else(|| ctx.spec.train.get("device").map(value_text));
-    if let Some(d) = device {
-        args.push("--device".into());
-        args.push(d);
-    }
+    let trial_device = ctx.spec.train.get("device").map(value_text);
+    args.extend(eval.eval_args(trial_device.as_deref()));
     args.push("--out".into());
     args.push(results.display().to_string());
     if eval.samples {

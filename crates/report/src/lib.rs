@@ -45,28 +45,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use sweep::{figure1_order, higher_is_better, points_for_metric, slug, Axes};
 
-/// Where a trial stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TrialState {
-    Completed,
-    Diverged,
-    Failed,
-    Pending,
-    Running,
-}
-
-impl TrialState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TrialState::Completed => "completed",
-            TrialState::Diverged => "diverged",
-            TrialState::Failed => "failed",
-            TrialState::Pending => "pending",
-            TrialState::Running => "running",
-        }
-    }
-}
+/// Where a trial stands: the sweep record's states.
+pub use smolsweep_config::TrialState;
 
 /// One trial of the sweep: a grid point and seed, its state and its scores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

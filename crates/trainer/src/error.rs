@@ -13,12 +13,9 @@ pub enum TrainError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {}{msg}", if key.is_empty() { String::new() } else { format!("key `{key}`: ") })]
-    Config {
-        path: PathBuf,
-        key: String,
-        msg: String,
-    },
+    /// A bad trial file: the file and key are in the message.
+    #[error(transparent)]
+    Config(#[from] smolsweep_config::ConfigError),
     #[error("{location}: {msg}")]
     Data { location: String, msg: String },
     #[error("{0}")]

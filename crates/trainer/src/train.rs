@@ -14,12 +14,14 @@ use std::time::Instant;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use smolsweep_model::llama::{AttnMask, InitMode};
-use smolsweep_model::{ChatTemplate, DType, DeviceSpec, Llama, LlamaConfig, TextTokenizer};
+use smolsweep_model::{
+    resolve_device, resolve_kind, ChatTemplate, Llama, LlamaConfig, TextTokenizer,
+};
 use tch::{Device, Kind, Tensor};
 
 use crate::batch::{micro_batches, step_samples, steps_per_epoch};
 use crate::checkpoint::{self, TrainerState};
-use crate::config::{InitKind, LossReduction, MicroBatch, TrialConfig};
+use crate::config::{self, InitKind, LossReduction, MicroBatch, TrialConfig};
 use crate::data::{self, TokenizedData};
 use crate::error::{Result, TrainError};
 use crate::events::{self, EventSink};
@@ -119,16 +121,16 @@ fn load_data(
 }
 
 fn template_for(cfg: &TrialConfig, tok: &TextTokenizer) -> Result<(ChatTemplate, String)> {
-    Ok(match cfg.chat_template.as_str() {
-        "model" => {
+    Ok(match cfg.chat_template {
+        config::ChatTemplate::Model => {
             let t = tok.model_chat_template()?;
             (t, tok.chat_template.clone().unwrap_or_default())
         }
-        "tulu" => (
+        config::ChatTemplate::Tulu => (
             ChatTemplate::builtin("tulu")?,
             smolsweep_model::chat::TULU_TEMPLATE.to_owned(),
         ),
-        _ => (
+        config::ChatTemplate::Chatml => (
             ChatTemplate::builtin("chatml")?,
             smolsweep_model::chat::CHATML_TEMPLATE.to_owned(),
         ),
@@ -142,7 +144,7 @@ fn pick_micro_batch(cfg: &TrialConfig, model: &Llama) -> usize {
     let bs = cfg.batch_size as usize;
     let cap = match cfg.micro_batch_size {
         MicroBatch::Fixed(m) => return (m as usize).min(bs),
-        MicroBatch::Auto(_) => bs,
+        MicroBatch::Auto => bs,
     };
     let len = cfg.max_seq_len;
     let mut m = cap.next_power_of_two().min(cap.max(1));
@@ -194,8 +196,8 @@ pub fn run(
     events: &mut dyn EventSink,
 ) -> Result<Outcome> {
     let started = Instant::now();
-    let device = cfg.device.parse::<DeviceSpec>()?.resolve()?;
-    let kind = cfg.dtype.parse::<DType>()?.resolve(device);
+    let device = resolve_device(cfg.device)?;
+    let kind = resolve_kind(cfg.dtype, device);
     let dir = smolsweep_model::hf::resolve_model_dir(&cfg.model)?;
     let tok = TextTokenizer::from_dir(&dir)?;
     let (template, template_src) = template_for(cfg, &tok)?;
@@ -423,7 +425,7 @@ fn export_model(
     let _ = std::fs::remove_dir_all(&tmp);
     smolsweep_model::hf::save_weights_and_config(model, &tmp, model.kind())?;
     smolsweep_model::hf::copy_tokenizer_files(src, &tmp)?;
-    if cfg.chat_template != "model" {
+    if cfg.chat_template != config::ChatTemplate::Model {
         let tc = tmp.join("tokenizer_config.json");
         let mut v: serde_json::Value = std::fs::read_to_string(&tc)
             .ok()

@@ -103,8 +103,8 @@ fn train_step(a: &crate::args::BenchTrainArgs) -> Result<()> {
     use smolsweep_trainer::optim::AdamW;
 
     let (b, t) = parse_shape(&a.shape)?;
-    let device = a.device.parse::<smolsweep_model::DeviceSpec>()?.resolve()?;
-    let kind = smolsweep_model::DType::Auto.resolve(device);
+    let device = smolsweep_model::resolve_device(a.device)?;
+    let kind = smolsweep_model::resolve_kind(smolsweep_model::DType::Auto, device);
     let dir = smolsweep_model::hf::resolve_model_dir(&a.model)?;
     let cfg = smolsweep_model::LlamaConfig::from_file(&dir.join("config.json"))?;
     let model = if a.random_init {

@@ -42,7 +42,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         chat_template: a.chat_template,
         batch_size,
         keep_samples: a.samples.is_some(),
-        gsm8k_fewshot: a.gsm8k_fewshot,
+        gsm8k_fewshot: usize::try_from(a.gsm8k_fewshot).context("--gsm8k-fewshot")?,
         ..Default::default()
     };
     let results = evaluate(&m, &tasks, &opts).context("evaluating")?;

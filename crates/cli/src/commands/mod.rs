@@ -11,12 +11,13 @@ mod info;
 mod init_model;
 mod report;
 mod run;
+mod schema;
 mod score;
 mod status;
 mod train;
 
 use anyhow::{Context, Result};
-use smolsweep_model::{DType, DeviceSpec, LoadedModel};
+use smolsweep_model::LoadedModel;
 
 use crate::args::{Command, ModelArgs};
 
@@ -35,6 +36,7 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Run(a) => run::run(&a),
         Command::Status(a) => status::run(&a),
         Command::Export(a) => export::run(&a),
+        Command::Schema(a) => schema::run(&a),
     }
 }
 
@@ -66,10 +68,8 @@ pub(crate) fn sweep_snapshot(
 
 /// Loads `--model` on `--device` in `--dtype`.
 pub(crate) fn load_model(a: &ModelArgs) -> Result<LoadedModel> {
-    let device: DeviceSpec = a.device.parse().context("--device")?;
-    let dtype: DType = a.dtype.parse().context("--dtype")?;
     let t = std::time::Instant::now();
-    let m = LoadedModel::load(&a.model, device, dtype)
+    let m = LoadedModel::load(&a.model, a.device, a.dtype)
         .with_context(|| format!("loading model {}", a.model.display()))?;
     tracing::info!(
         dir = %m.dir.display(),

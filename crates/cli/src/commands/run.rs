@@ -11,24 +11,41 @@ use crate::args::RunArgs;
 /// stand-in trial program.
 pub const TRIAL_PROGRAM_ENV: &str = "SMOLSWEEP_TRIAL_PROGRAM";
 
+/// libtorch's CUDA device count: asked only when nvidia-smi finds nothing;
+/// counting devices does not create a CUDA context.
+fn cuda_devices() -> usize {
+    if tch::Cuda::is_available() {
+        tch::Cuda::device_count().max(0) as usize
+    } else {
+        0
+    }
+}
+
 pub fn run(a: &RunArgs) -> Result<()> {
     // Validation first and whole: nothing starts on a sweep with a bad key.
     let spec = SweepSpec::load(&a.sweep)?;
+    if a.check {
+        let detected = smolsweep_orchestrator::gpu::detect(Some(&cuda_devices));
+        let slots = smolsweep_orchestrator::gpu::slots(
+            &spec.resources,
+            &detected,
+            &a.sweep.display().to_string(),
+        )?;
+        println!(
+            "{}: valid sweep, {} trials, {} slots",
+            a.sweep.display(),
+            spec.trial_count(),
+            slots.len()
+        );
+        return Ok(());
+    }
     let program = match std::env::var_os(TRIAL_PROGRAM_ENV) {
         Some(p) => p.into(),
         None => std::env::current_exe().context("locating the smolsweep binary")?,
     };
     let opts = RunOptions {
         program,
-        // Only asked when nvidia-smi finds nothing; counting devices does
-        // not create a CUDA context.
-        gpu_fallback: Some(Box::new(|| {
-            if tch::Cuda::is_available() {
-                tch::Cuda::device_count().max(0) as usize
-            } else {
-                0
-            }
-        })),
+        gpu_fallback: Some(Box::new(cuda_devices)),
         progress: !a.no_progress,
     };
     let rt = tokio::runtime::Builder::new_current_thread()

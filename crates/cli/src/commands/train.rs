@@ -15,6 +15,10 @@ use crate::args::TrainArgs;
 
 pub fn run(a: &TrainArgs) -> Result<()> {
     let cfg = TrialConfig::from_file(&a.config)?;
+    if a.check {
+        println!("{}: valid trial", a.config.display());
+        return Ok(());
+    }
     // The flag is polled at step boundaries: the step in flight finishes,
     // a checkpoint is written, and the process exits with status 4.
     let stop = Arc::new(AtomicBool::new(false));

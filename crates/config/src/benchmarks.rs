@@ -1,0 +1,125 @@
+//! The benchmark registry: every task smolsweep evaluates, with the facts
+//! about it that more than one crate needs — its name, the metrics its
+//! results carry and which one headlines it, the split and HF repository
+//! it is read from, and its options with their defaults. The scoring
+//! itself lives in the evals crate.
+
+use crate::enums::word_enum;
+
+word_enum! {
+    /// A benchmark (lm-evaluation-harness's task name).
+    Task {
+        ArcEasy = "arc_easy",
+        ArcChallenge = "arc_challenge",
+        Hellaswag = "hellaswag",
+        Piqa = "piqa",
+        Gsm8k = "gsm8k",
+        Ifeval = "ifeval",
+    }
+}
+
+/// Solved examples before each GSM8K question: lm-eval's `num_fewshot`.
+pub const GSM8K_FEWSHOT: u64 = 5;
+
+/// lm-eval's `fewshot_random_seed`.
+pub const FEWSHOT_SEED: u64 = 1234;
+
+/// `max_gen_toks` of lm-eval's `ifeval.yaml`.
+pub const IFEVAL_MAX_GEN_TOKS: usize = 1280;
+
+impl Task {
+    /// lm-eval's task name.
+    pub fn name(self) -> &'static str {
+        self.as_str()
+    }
+
+    /// The metrics a result of this task carries (results.json `metrics`).
+    pub fn metrics(self) -> &'static [&'static str] {
+        match self {
+            Task::ArcEasy | Task::ArcChallenge | Task::Hellaswag | Task::Piqa => {
+                &["acc", "acc_norm"]
+            }
+            Task::Gsm8k => &["exact_match_strict", "exact_match_flexible"],
+            Task::Ifeval => &[
+                "prompt_level_strict_acc",
+                "inst_level_strict_acc",
+                "prompt_level_loose_acc",
+                "inst_level_loose_acc",
+            ],
+        }
+    }
+
+    /// The metric that stands for the task in tables and figures.
+    pub fn headline(self) -> &'static str {
+        match self {
+            Task::ArcEasy | Task::ArcChallenge | Task::Hellaswag | Task::Piqa => "acc_norm",
+            Task::Gsm8k => "exact_match_strict",
+            Task::Ifeval => "prompt_level_strict_acc",
+        }
+    }
+
+    /// The `[eval]` options that apply to this task.
+    pub fn options(self) -> &'static [&'static str] {
+        match self {
+            Task::Gsm8k => &["gsm8k_fewshot"],
+            _ => &[],
+        }
+    }
+
+    /// The split lm-eval evaluates (its `test_split`, else `validation_split`).
+    pub fn eval_split(self) -> &'static str {
+        match self {
+            Task::ArcEasy | Task::ArcChallenge | Task::Gsm8k => "test",
+            Task::Hellaswag | Task::Piqa => "validation",
+            Task::Ifeval => "train",
+        }
+    }
+
+    /// The HF config folder inside the dataset repository, if any.
+    pub fn config_dir(self) -> Option<&'static str> {
+        match self {
+            Task::ArcEasy => Some("ARC-Easy"),
+            Task::ArcChallenge => Some("ARC-Challenge"),
+            Task::Gsm8k => Some("main"),
+            _ => None,
+        }
+    }
+
+    /// Hub repositories holding the task, as `ORG--NAME` (the hub cache
+    /// folder is `datasets--ORG--NAME`).
+    pub fn hub_repos(self) -> &'static [&'static str] {
+        match self {
+            Task::ArcEasy | Task::ArcChallenge => &["allenai--ai2_arc", "ai2_arc"],
+            Task::Hellaswag => &["Rowan--hellaswag", "hellaswag"],
+            Task::Piqa => &["baber--piqa", "ybisk--piqa", "piqa"],
+            Task::Gsm8k => &["openai--gsm8k", "gsm8k"],
+            Task::Ifeval => &["google--IFEval"],
+        }
+    }
+
+    /// Scored by log-likelihood (multiple choice) rather than generation.
+    pub fn is_multiple_choice(self) -> bool {
+        matches!(
+            self,
+            Task::ArcEasy | Task::ArcChallenge | Task::Hellaswag | Task::Piqa
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headline_is_one_of_the_metrics() {
+        for t in Task::ALL {
+            assert!(t.metrics().contains(&t.headline()), "{t}");
+            for o in t.options() {
+                assert!(
+                    crate::keys::find(crate::eval::EVAL_KEYS, o).is_some(),
+                    "{t}: option {o} is not an [eval] key"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! How a key is declared and checked: its [`Kind`] (type, range, allowed
+//! values), its default, and its one-line doc. The trial and eval schemas
+//! are lists of [`Key`]s generated, together with their structs, by
+//! [`schema!`]; every TOML value a user writes (in a trial file, a sweep's
+//! `[train]` table or grid axis, or `[eval]`) goes through [`check`], so a
+//! value is judged by one rule wherever it appears.
+
+use std::path::{Path, PathBuf};
+
+use toml::Value;
+
+use crate::benchmarks::Task;
+use crate::error::BadValue;
+use crate::value::{as_number, format_float, wrong_type};
+
+/// The range a float key must lie in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// Finite and > 0.
+    Positive,
+    /// Finite and >= 0.
+    NonNegative,
+    /// In [0, 1).
+    UnitOpen,
+}
+
+/// What a key's value must be.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    Float(Range),
+    /// An integer >= `min`.
+    Int {
+        min: i64,
+    },
+    /// An integer >= 1, or `"auto"`.
+    IntOrAuto,
+    Bool,
+    /// One of these words.
+    Choice(&'static [&'static str]),
+    /// `auto`, `cpu`, `cuda` or `cuda:N`.
+    Device,
+    /// A HF model directory (with config.json) or a hub cache folder
+    /// (`models--ORG--NAME`, with `snapshots/`).
+    ModelDir,
+    /// One path or a list of paths, each of which must exist.
+    Paths,
+    /// An existing directory.
+    Dir,
+    /// A path created when needed; set per sweep, never a grid axis.
+    NewPath,
+    /// A trial's own output directory: set by the orchestrator in sweeps.
+    OutputDir,
+    /// Benchmarks: a list of `NAME` or `NAME=PATH`.
+    Tasks,
+}
+
+impl Kind {
+    /// What the kind is, for docs ("a float > 0", "one of linear, cosine").
+    pub fn describe(self) -> String {
+        match self {
+            Kind::Float(Range::Positive) => "a float > 0".into(),
+            Kind::Float(Range::NonNegative) => "a float >= 0".into(),
+            Kind::Float(Range::UnitOpen) => "a float in [0, 1)".into(),
+            Kind::Int { min: 1 } => "a positive integer".into(),
+            Kind::Int { min } => format!("an integer >= {min}"),
+            Kind::IntOrAuto => "a positive integer or \"auto\"".into(),
+            Kind::Bool => "true or false".into(),
+            Kind::Choice(words) => format!("one of {}", quoted(words)),
+            Kind::Device => "\"auto\", \"cpu\", \"cuda\" or \"cuda:N\"".into(),
+            Kind::ModelDir => "a HF model directory or hub cache folder".into(),
+            Kind::Paths => "a path or a list of paths (Parquet, JSONL, dataset dirs)".into(),
+            Kind::Dir => "a directory".into(),
+            Kind::NewPath | Kind::OutputDir => "a path".into(),
+            Kind::Tasks => "a list of \"NAME\" or \"NAME=PATH\"".into(),
+        }
+    }
+
+    /// Whether a sweep may vary the key over a grid axis.
+    pub fn is_axis(self) -> bool {
+        !matches!(
+            self,
+            Kind::NewPath | Kind::OutputDir | Kind::Tasks | Kind::Dir
+        )
+    }
+}
+
+fn quoted(words: &[&str]) -> String {
+    words
+        .iter()
+        .map(|w| format!("\"{w}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A key's default.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Default {
+    /// No default: every file (or sweep) must set it.
+    Required,
+    /// Unset unless given (an optional feature, e.g. `grad_clip`).
+    Unset,
+    /// This TOML literal.
+    Toml(&'static str),
+}
+
+/// One key of a schema.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    pub name: &'static str,
+    /// One line (the doc comment of the struct field).
+    pub doc: &'static str,
+    pub kind: Kind,
+    pub default: Default,
+}
+
+impl Key {
+    /// The default as a TOML value, when there is one.
+    pub fn default_value(&self) -> Option<Value> {
+        match self.default {
+            Default::Toml(text) => {
+                let t: toml::Table = format!("v = {text}").parse().ok()?;
+                t.get("v").cloned()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The key called `name`.
+pub fn find<'a>(keys: &'a [Key], name: &str) -> Option<&'a Key> {
+    keys.iter().find(|k| k.name == name)
+}
+
+/// Checks one value of `kind` and returns it normalised: paths absolute
+/// (relative ones against `base`, `~` expanded), a single path as a list
+/// for [`Kind::Paths`], integers given for float keys as floats.
+pub fn check(kind: Kind, v: &Value, base: &Path) -> Result<Value, BadValue> {
+    let bad = |expected: &str| Err(BadValue::new(wrong_type(expected, v)));
+    match kind {
+        Kind::Float(range) => {
+            let Some(f) = as_number(v) else {
+                return bad("a number");
+            };
+            let (ok, want) = match range {
+                Range::Positive => (f.is_finite() && f > 0.0, "must be a finite number > 0"),
+                Range::NonNegative => (f.is_finite() && f >= 0.0, "must be a finite number >= 0"),
+                Range::UnitOpen => ((0.0..1.0).contains(&f), "must be in [0, 1)"),
+            };
+            if ok {
+                Ok(Value::Float(f))
+            } else {
+                Err(BadValue::new(format!("{} {want}", format_float(f))))
+            }
+        }
+        Kind::Int { min } => match v {
+            Value::Integer(n) if *n >= min && *n <= u32::MAX as i64 => Ok(v.clone()),
+            Value::Integer(n) if *n >= min => Err(BadValue::new(format!("{n} is too large"))),
+            Value::Integer(n) => Err(BadValue::new(if min == 1 {
+                format!("{n} must be positive")
+            } else {
+                format!("{n} must be >= {min}")
+            })),
+            _ => bad("an integer"),
+        },
+        Kind::IntOrAuto => match v {
+            Value::String(s) if s == "auto" => Ok(v.clone()),
+            Value::Integer(n) if *n > 0 && *n <= u32::MAX as i64 => Ok(v.clone()),
+            Value::Integer(n) => Err(BadValue::new(format!("{n} must be positive"))),
+            _ => bad("a positive integer or \"auto\""),
+        },
+        Kind::Bool => match v {
+            Value::Boolean(_) => Ok(v.clone()),
+            _ => bad("true or false"),
+        },
+        Kind::Choice(words) => match v {
+            Value::String(s) if words.contains(&s.as_str()) => Ok(v.clone()),
+            Value::String(s) => Err(BadValue::new(format!(
+                "{s:?} is not one of {}",
+                words.join(", ")
+            ))),
+            _ => bad(&format!("one of {}", words.join(", "))),
+        },
+        Kind::Device => match v {
+            Value::String(s) => match s.parse::<crate::DeviceSpec>() {
+                Ok(_) => Ok(v.clone()),
+                Err(e) => Err(BadValue::new(e)),
+            },
+            _ => bad("\"auto\", \"cpu\", \"cuda\" or \"cuda:N\""),
+        },
+        Kind::ModelDir => {
+            let Value::String(s) = v else {
+                return bad("a directory path");
+            };
+            let p = resolve(base, s);
+            if !p.is_dir() {
+                return Err(BadValue::new(format!(
+                    "{} is not a directory (expected a HF model directory)",
+                    p.display()
+                )));
+            }
+            // A hub cache folder (models--ORG--NAME) holds snapshots/; the
+            // model crate picks the snapshot.
+            if !p.join("config.json").is_file() && !p.join("snapshots").is_dir() {
+                return Err(BadValue::new(format!("{} has no config.json", p.display())));
+            }
+            Ok(path_value(&p))
+        }
+        Kind::Paths => {
+            let (items, listed): (Vec<&Value>, bool) = match v {
+                Value::String(_) => (vec![v], false),
+                Value::Array(a) if !a.is_empty() => (a.iter().collect(), true),
+                Value::Array(_) => return Err(BadValue::new("is an empty list")),
+                _ => return bad("a path or a list of paths"),
+            };
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let suffix = if listed {
+                    format!("[{i}]")
+                } else {
+                    String::new()
+                };
+                let Value::String(s) = item else {
+                    return Err(BadValue::at(suffix, wrong_type("a path", item)));
+                };
+                let p = resolve(base, s);
+                if !p.exists() {
+                    return Err(BadValue::at(
+                        suffix,
+                        format!("{} does not exist", p.display()),
+                    ));
+                }
+                out.push(path_value(&p));
+            }
+            Ok(Value::Array(out))
+        }
+        Kind::Dir => match v {
+            Value::String(s) => {
+                let p = resolve(base, s);
+                if p.is_dir() {
+                    Ok(path_value(&p))
+                } else {
+                    Err(BadValue::new(format!("{} is not a directory", p.display())))
+                }
+            }
+            _ => bad("a directory path"),
+        },
+        Kind::NewPath | Kind::OutputDir => match v {
+            Value::String(s) if !s.is_empty() => Ok(path_value(&resolve(base, s))),
+            _ => bad("a non-empty path"),
+        },
+        Kind::Tasks => check_tasks(v, base),
+    }
+}
+
+fn check_tasks(v: &Value, base: &Path) -> Result<Value, BadValue> {
+    let items = match v {
+        Value::Array(a) if a.is_empty() => return Err(BadValue::new("is an empty list")),
+        Value::Array(a) => a,
+        _ => return Err(BadValue::new(wrong_type("a list of task names", v))),
+    };
+    let mut out = Vec::new();
+    let mut seen = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let suffix = format!("[{i}]");
+        let Value::String(s) = item else {
+            return Err(BadValue::at(suffix, wrong_type("NAME or NAME=PATH", item)));
+        };
+        let (name, path) = match s.split_once('=') {
+            Some((n, p)) => (n.trim(), Some(p.trim())),
+            None => (s.trim(), None),
+        };
+        let task: Task = name.parse().map_err(|_| {
+            BadValue::at(
+                &suffix,
+                format!("unknown task {name:?} (known: {})", Task::NAMES.join(", ")),
+            )
+        })?;
+        if seen.contains(&task) {
+            return Err(BadValue::at(suffix, format!("task {name} is listed twice")));
+        }
+        seen.push(task);
+        match path {
+            Some(p) => {
+                let p = resolve(base, p);
+                if !p.exists() {
+                    return Err(BadValue::at(
+                        suffix,
+                        format!("{} does not exist", p.display()),
+                    ));
+                }
+                out.push(Value::String(format!("{name}={}", p.display())));
+            }
+            None => out.push(Value::String(name.to_string())),
+        }
+    }
+    Ok(Value::Array(out))
+}
+
+/// `s` as a path: `~/` expanded, relative paths taken from `base`.
+pub fn resolve(base: &Path, s: &str) -> PathBuf {
+    let home = || std::env::var_os("HOME").map(PathBuf::from);
+    if s == "~" {
+        if let Some(h) = home() {
+            return h;
+        }
+    }
+    if let Some(rest) = s.strip_prefix("~/") {
+        if let Some(h) = home() {
+            return h.join(rest);
+        }
+    }
+    base.join(s)
+}
+
+fn path_value(p: &Path) -> Value {
+    Value::String(p.display().to_string())
+}
+
+/// A key at fault (already with its suffix) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyError {
+    pub key: String,
+    pub message: String,
+}
+
+impl KeyError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        KeyError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks every key of `table` against `keys` (unknown keys refused) and
+/// returns the normalised table; `what` names the table in the unknown-key
+/// message ("trial", "eval").
+pub fn check_table(
+    keys: &[Key],
+    table: &toml::Table,
+    base: &Path,
+    what: &str,
+) -> Result<toml::Table, KeyError> {
+    let mut out = toml::Table::new();
+    for (k, v) in table {
+        let key = find(keys, k).ok_or_else(|| {
+            KeyError::new(
+                k.as_str(),
+                format!("unknown {what} key (`smolsweep schema {what}` lists them)"),
+            )
+        })?;
+        let v = check(key.kind, v, base)
+            .map_err(|b| KeyError::new(format!("{k}{}", b.suffix), b.message))?;
+        out.insert(k.clone(), v);
+    }
+    Ok(out)
+}
+
+/// Adds every default `table` does not set; a required key that is missing
+/// is an error.
+pub fn fill_defaults(keys: &[Key], table: &mut toml::Table) -> Result<(), KeyError> {
+    for key in keys {
+        if table.contains_key(key.name) {
+            continue;
+        }
+        match key.default {
+            Default::Required => {
+                return Err(KeyError::new(key.name, "missing (every trial needs it)"))
+            }
+            Default::Unset => {}
+            Default::Toml(_) => {
+                if let Some(v) = key.default_value() {
+                    table.insert(key.name.to_string(), v);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Declares a schema once: the struct (serde, unknown fields refused) and
+/// its key list, from one list of `/// doc` + `name: Type = default, kind;`
+/// where default is `required`, `unset` or a TOML literal string.
+macro_rules! schema {
+    (
+        $(#[$smeta:meta])*
+        pub struct $name:ident, keys $keys:ident;
+        $( $(#[doc = $doc:literal])+ $key:ident : $ty:ty = $default:tt, $kind:expr; )+
+    ) => {
+        $(#[$smeta])*
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $( $(#[doc = $doc])+ pub $key: $ty, )+
+        }
+
+        /// Every key of the schema, in file order.
+        pub static $keys: &[$crate::keys::Key] = &[
+            $( $crate::keys::Key {
+                name: stringify!($key),
+                doc: concat!($($doc),+),
+                kind: $kind,
+                default: $crate::keys::default_of!($default),
+            }, )+
+        ];
+    };
+}
+pub(crate) use schema;
+
+macro_rules! default_of {
+    (required) => {
+        $crate::keys::Default::Required
+    };
+    (unset) => {
+        $crate::keys::Default::Unset
+    };
+    ($lit:literal) => {
+        $crate::keys::Default::Toml($lit)
+    };
+}
+pub(crate) use default_of;
