@@ -2,13 +2,10 @@
 //! GPUs, the frozen spec, grid extension, the single-orchestrator rule,
 //! retries and divergence, Ctrl-C, and the scheduler's overhead.
 
-#[path = "orchestrator_helpers.rs"]
-mod helpers;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use helpers::*;
+use crate::orchestrator_helpers::*;
 
 fn assert_ok(o: &std::process::Output) {
     assert!(

@@ -3,9 +3,7 @@
 //! 1e-3) and greedy generations token for token. Reference values come from
 //! `scripts/reference/make_fixtures.py` (committed output).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use smolsweep_model::{
     generate, ChatTemplate, DType, DeviceSpec, GenerateOptions, LoadedModel, Message,
 };

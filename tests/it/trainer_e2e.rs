@@ -3,13 +3,11 @@
 //! (exit 3), SIGTERM (exit 4, then resume), bad data, and a few steps on
 //! the real SmolLM2-135M-Instruct lowering the loss.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn fixture(p: &str) -> PathBuf {

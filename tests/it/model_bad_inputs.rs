@@ -1,11 +1,9 @@
 //! Bad model inputs through the binary: each fails with a message naming
 //! the file and the field or tensor, and a non-zero exit status.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 fn link_weights(from: &Path, to: &Path) {
     std::os::unix::fs::symlink(from.join("model.safetensors"), to.join("model.safetensors"))

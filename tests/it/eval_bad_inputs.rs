@@ -2,11 +2,9 @@
 //! names the task, the file, the row and the field. Data is read before
 //! the model is loaded, so these take no model time.
 
-mod common;
-
 use std::path::Path;
 
-use common::{real_model, run, stderr};
+use crate::common::{real_model, run, stderr};
 
 const ARC_ROW: &str = r#"{"id": "a", "question": "Q?", "choices": {"text": ["x", "y"], "label": ["A", "B"]}, "answerKey": "A"}"#;
 

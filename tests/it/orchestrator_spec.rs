@@ -4,10 +4,7 @@
 //! `smolsweep run` on it must fail with KEY in its message, create no
 //! database and no trial directory, and never start the trial program.
 
-#[path = "orchestrator_helpers.rs"]
-mod helpers;
-
-use helpers::*;
+use crate::orchestrator_helpers::*;
 
 /// Copies the fixtures into a scratch directory so that a file wrongly
 /// accepted could not write into the repository.
@@ -46,7 +43,7 @@ fn bad_sweep_files_are_refused_naming_the_key() {
             .unwrap_or_else(|| panic!("{}: first line must be `# expect: KEY`", f.display()))
             .trim()
             .to_string();
-        let o = helpers::common::bin()
+        let o = crate::common::bin()
             .args(["run", f.to_str().expect("utf-8"), "--no-progress"])
             .env("SMOLSWEEP_TRIAL_PROGRAM", trial_program())
             .env("STANDIN_LEDGER", &ledger)

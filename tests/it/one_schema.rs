@@ -9,11 +9,9 @@
 //! (Regression: `warmup_ratio = 1.0` once passed the sweep check and
 //! failed only inside the started trial.)
 
-mod common;
-
 use std::path::Path;
 
-use common::{bin, root, stderr};
+use crate::common::{bin, root, stderr};
 use smolsweep_config::keys::{Kind, Range};
 use smolsweep_config::trial::TRIAL_KEYS;
 

@@ -1,6 +1,6 @@
-//! Helpers shared by the orchestrator's end-to-end tests (included with
-//! `#[path]` by each of them): writing a sweep, running `smolsweep run`,
-//! reading the record back, and the trial program the sweeps use.
+//! Helpers shared by the orchestrator's end-to-end tests (`orchestrator_*`
+//! modules): writing a sweep, running `smolsweep run`, reading the record
+//! back, and the trial program the sweeps use.
 //!
 //! The trial program: `smolsweep train` / `smolsweep eval` are the real
 //! product, but they train and evaluate for minutes; these tests drive the
@@ -9,16 +9,13 @@
 //! (events, exit codes, checkpoints, `--resume`, SIGTERM -> 4). Set
 //! `SMOLSWEEP_TEST_REAL_TRIALS=1` to run them against the binary itself
 //! (with a real tiny model in `SMOLSWEEP_TEST_TINY_MODEL`).
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "common/mod.rs"]
-pub mod common;
-#[allow(unused_imports)]
-pub use common::{root, stderr, stdout};
+use crate::common;
+pub use crate::common::{root, stderr, stdout};
 
 pub fn fixtures() -> PathBuf {
     root().join("tests/fixtures/sweeps")

@@ -4,11 +4,9 @@
 //! per trial and a few examples per task, so it fits CI. Then a second
 //! `run` must find nothing to do.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 fn ok(o: &std::process::Output, what: &str) {
     assert!(

@@ -8,12 +8,9 @@
 //! The kill moments come from a seed printed at the start
 //! (`SMOLSWEEP_CHAOS_SEED` replays one).
 
-#[path = "orchestrator_helpers.rs"]
-mod helpers;
-
 use std::time::{Duration, Instant};
 
-use helpers::*;
+use crate::orchestrator_helpers::*;
 
 const GRID: &str = "lr = [1e-5, 3e-5, 1e-4]\nbatch_size = [4, 8, 16]";
 const RESOURCES: &str = "[resources]\nslots_per_gpu = 3\nmax_retries = 0\n";

@@ -4,12 +4,10 @@
 //! generations and scores, from the fixtures that
 //! `scripts/reference/lm_eval_fixtures.py` wrote with lm-eval's HF backend.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use common::{real_model, root, run, stderr, stdout};
+use crate::common::{real_model, root, run, stderr, stdout};
 use serde_json::Value;
 
 fn fixture(name: &str) -> Value {
