@@ -22,4 +22,5 @@ mod one_schema;
 mod orchestrator_chaos;
 mod orchestrator_spec;
 mod orchestrator_sweep;
+mod readme_keys;
 mod trainer_e2e;

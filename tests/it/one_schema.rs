@@ -151,7 +151,10 @@ fn every_trial_key_is_judged_the_same_in_a_trial_file_and_a_sweep() {
     for key in TRIAL_KEYS {
         let (valid, invalid) = samples(key.name, key.kind);
         let Err(trial_msg) = as_trial(d.path(), &[(key.name, invalid.clone())]) else {
-            failures.push(format!("{}: trial file accepted invalid {invalid}", key.name));
+            failures.push(format!(
+                "{}: trial file accepted invalid {invalid}",
+                key.name
+            ));
             continue;
         };
         if !key.kind.is_axis() {

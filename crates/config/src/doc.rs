@@ -43,6 +43,12 @@ fn key_lines(out: &mut String, key: &Key) {
     out.push('\n');
 }
 
+/// The example grid of the printed sweep: the paper's two axes.
+const GRID_EXAMPLE: &[(&str, &str)] = &[
+    ("lr", "{ log_space = [3e-6, 3e-4, 5] }"),
+    ("batch_size", "{ pow2 = [8, 128] }"),
+];
+
 /// A trial file (`smolsweep train --config`) with every key.
 pub fn trial_toml() -> String {
     let mut out = String::from(
@@ -75,8 +81,13 @@ pub fn sweep_toml() -> String {
             // Set per trial by the orchestrator.
             Kind::OutputDir => {}
             // Swept below.
-            _ if key.name == "lr" => {
-                let _ = writeln!(out, "# lr: {} (swept in [grid] below)\n", key.doc.trim());
+            _ if GRID_EXAMPLE.iter().any(|(k, _)| *k == key.name) => {
+                let _ = writeln!(
+                    out,
+                    "# {}: {} (swept in [grid] below)\n",
+                    key.name,
+                    key.doc.trim()
+                );
             }
             _ => key_lines(&mut out, key),
         }
@@ -85,11 +96,12 @@ pub fn sweep_toml() -> String {
         "[grid]\n\
          # Any trial key (but output_dir and cache_dir) can be an axis: a list of values,\n\
          # { log_space = [lo, hi, n] } for positive floats, { pow2 = [lo, hi] } for positive integers.\n\
-         # The sweep runs every combination.\n\
-         lr = { log_space = [3e-6, 3e-4, 5] }\n\
-         batch_size = { pow2 = [8, 128] }\n\n\
-         [eval]\n",
+         # The sweep runs every combination.\n",
     );
+    for (key, axis) in GRID_EXAMPLE {
+        let _ = writeln!(out, "{key} = {axis}");
+    }
+    out.push_str("\n[eval]\n");
     for key in EVAL_KEYS {
         key_lines(&mut out, key);
     }
