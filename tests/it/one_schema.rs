@@ -77,11 +77,17 @@ fn as_trial(dir: &Path, extra: &[(&str, String)]) -> Result<(), String> {
         keys.push(("output_dir".into(), "\"out\"".into()));
     }
     let text: String = keys.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
-    let file = dir.join("trial.toml");
-    std::fs::write(&file, text).expect("write trial");
+    check(&dir.join("trial.toml"), &text, &["train", "--check", "--config"])
+}
+
+/// Writes `text` to `file` and runs the binary's `args` on it: `Ok` when
+/// it accepts the file, else its stderr.
+fn check(file: &Path, text: &str, args: &[&str]) -> Result<(), String> {
+    std::fs::write(file, text).expect("write");
     let o = bin()
-        .args(["train", "--check", "--config"])
-        .arg(&file)
+        .args(args)
+        .arg(file)
+        .env("SMOLSWEEP_SIMULATE_GPUS", "0")
         .output()
         .expect("spawn");
     if o.status.success() {
@@ -102,19 +108,7 @@ fn as_axes(dir: &Path, axes: &[(&str, String)]) -> Result<(), String> {
     for (k, v) in axes {
         text.push_str(&format!("{k} = [{v}]\n"));
     }
-    let file = dir.join("sweep.toml");
-    std::fs::write(&file, text).expect("write sweep");
-    let o = bin()
-        .args(["run", "--check", "--no-progress"])
-        .arg(&file)
-        .env("SMOLSWEEP_SIMULATE_GPUS", "0")
-        .output()
-        .expect("spawn");
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(stderr(&o))
-    }
+    check(&dir.join("sweep.toml"), &text, &["run", "--check", "--no-progress"])
 }
 
 /// The message after `LABEL: `, where LABEL is `key` plus any suffix
