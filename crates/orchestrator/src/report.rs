@@ -48,13 +48,13 @@ pub async fn snapshot(spec: &SweepSpec) -> Result<Snapshot, StoreError> {
     });
     let mut metrics: Vec<(String, String)> = scores
         .iter()
-        .map(|s| (s.task.clone(), s.metric.clone()))
+        .map(|s| (s.score.task.clone(), s.score.metric.clone()))
         .collect();
     metrics.sort();
     metrics.dedup();
     let mut by_trial: BTreeMap<i64, Vec<Score>> = BTreeMap::new();
     for s in scores {
-        by_trial.entry(s.trial_id).or_default().push(s);
+        by_trial.entry(s.trial_id).or_default().push(s.score);
     }
     let rows = trials
         .into_iter()
