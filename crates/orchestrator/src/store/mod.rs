@@ -90,3 +90,6 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
