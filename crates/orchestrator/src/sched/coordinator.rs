@@ -17,15 +17,15 @@ use tokio::task::JoinSet;
 use super::{chain, io_err, trial, Ctx, RunError};
 use crate::gpu::{self, Slot};
 use crate::locks::{self, OrchestratorLock};
-use crate::progress::Progress;
+use crate::progress::ProgressDisplay;
 use crate::spec::SweepSpec;
-use crate::store::{Outcome, Store, Trial};
+use crate::store::{Store, Trial, TrialOutcome};
 
 /// How often the orchestrator and its trials prove they are alive.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
 /// How to run a sweep.
-pub struct RunOptions {
+pub struct SweepOptions {
     /// The program whose `train` and `eval` subcommands run each trial:
     /// the smolsweep binary itself in normal use.
     pub program: PathBuf,
@@ -35,9 +35,9 @@ pub struct RunOptions {
     pub progress: bool,
 }
 
-impl std::fmt::Debug for RunOptions {
+impl std::fmt::Debug for SweepOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunOptions")
+        f.debug_struct("SweepOptions")
             .field("program", &self.program)
             .field("progress", &self.progress)
             .finish()
@@ -58,10 +58,10 @@ pub struct RunSummary {
 }
 
 /// What a trial task hands back to the loop.
-type Finished = (Slot, Trial, ProgressBar, Outcome);
+type Finished = (Slot, Trial, ProgressBar, TrialOutcome);
 
 /// Runs (or resumes) a sweep to completion or interruption.
-pub async fn run(spec: SweepSpec, opts: RunOptions) -> Result<RunSummary, RunError> {
+pub async fn run(spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunError> {
     std::fs::create_dir_all(&spec.output_dir).map_err(io_err(&spec.output_dir))?;
     if let Some(parent) = spec.db.parent() {
         std::fs::create_dir_all(parent).map_err(io_err(parent))?;
@@ -122,7 +122,7 @@ pub async fn run(spec: SweepSpec, opts: RunOptions) -> Result<RunSummary, RunErr
         .iter()
         .filter(|t| matches!(t.state.as_str(), "completed" | "diverged" | "failed"))
         .count();
-    let progress = Progress::new(all.len() as u64, finished as u64, opts.progress);
+    let progress = ProgressDisplay::new(all.len() as u64, finished as u64, opts.progress);
 
     let mut free: VecDeque<Slot> = slots.iter().cloned().collect();
     let mut tasks: JoinSet<Finished> = JoinSet::new();
@@ -300,24 +300,24 @@ fn label_of(t: &Trial) -> String {
 }
 
 /// The line shown when a trial's run ends in `state`.
-fn describe(t: &Trial, outcome: &Outcome, state: &str) -> String {
+fn describe(t: &Trial, outcome: &TrialOutcome, state: &str) -> String {
     let label = label_of(t);
     match outcome {
-        Outcome::Completed { .. } => format!("trial {} ({label}) completed", t.id),
-        Outcome::Diverged { step, .. } => format!(
+        TrialOutcome::Completed { .. } => format!("trial {} ({label}) completed", t.id),
+        TrialOutcome::Diverged { step, .. } => format!(
             "trial {} ({label}) diverged at step {}",
             t.id,
             step.map(|s| s.to_string()).unwrap_or_else(|| "?".into())
         ),
-        Outcome::Failed { reason, .. } if state == "pending" => format!(
+        TrialOutcome::Failed { reason, .. } if state == "pending" => format!(
             "trial {} ({label}) failed (attempt {}), will retry: {reason}",
             t.id, t.attempt
         ),
-        Outcome::Failed { reason, .. } => format!(
+        TrialOutcome::Failed { reason, .. } => format!(
             "trial {} ({label}) failed for good after attempt {}: {reason}",
             t.id, t.attempt
         ),
-        Outcome::Interrupted { reason } => {
+        TrialOutcome::Interrupted { reason } => {
             format!(
                 "trial {} ({label}) stopped: {reason}; resumes next run",
                 t.id
@@ -330,7 +330,7 @@ fn describe(t: &Trial, outcome: &Outcome, state: &str) -> String {
 fn spawn_trial(
     tasks: &mut JoinSet<Finished>,
     ctx: &Arc<Ctx>,
-    progress: &Progress,
+    progress: &ProgressDisplay,
     trial: Trial,
     slot: Slot,
     adopted: bool,
@@ -353,7 +353,7 @@ fn spawn_trial(
     tasks.spawn(async move {
         let outcome = match trial::run_trial(&ctx, &trial, &slot, adopted, &bar).await {
             Ok(o) => o,
-            Err(e) => Outcome::Failed {
+            Err(e) => TrialOutcome::Failed {
                 stage: trial.stage.clone().unwrap_or_else(|| "train".into()),
                 exit_status: None,
                 reason: format!("orchestrator error: {}", chain(&e)),

@@ -23,7 +23,7 @@
 //!
 //! - `coordinator`: the loop: slots, claims, signals, the summary;
 //! - `trial`: one trial's lifecycle, train stage then eval stage, ending
-//!   in a [`Outcome`](crate::store::Outcome);
+//!   in a [`TrialOutcome`](crate::store::TrialOutcome);
 //! - `child`: one child process: spawn, process group, signals, exit;
 //! - `tail`: the trial's event file: new lines, training state.
 
@@ -40,7 +40,7 @@ use crate::spec::SweepSpec;
 use crate::store::{Store, StoreError};
 use crate::{gpu, locks};
 
-pub use coordinator::{run, RunOptions, RunSummary};
+pub use coordinator::{run, RunSummary, SweepOptions};
 
 /// How often running trials' event files are read (and the display moved).
 const TAIL_EVERY: std::time::Duration = std::time::Duration::from_millis(200);

@@ -2,7 +2,7 @@
 //! process of it), record what earlier processes wrote, write `trial.toml`,
 //! then the train stage (`train --resume` until the event file says done or
 //! diverged) and the eval stage (`eval` on the export until `results.json`
-//! parses). Every exit becomes a [`Outcome`]; the store turns that
+//! parses). Every exit becomes a [`TrialOutcome`]; the store turns that
 //! into the trial's next state.
 
 use std::fs::File;
@@ -18,7 +18,7 @@ use super::{io_err, Ctx, RunError, TAIL_EVERY};
 use crate::gpu::Slot;
 use crate::locks;
 use crate::spec::{point_label, value_text, Point};
-use crate::store::{flatten_results, now, Outcome, Trial};
+use crate::store::{flatten_results, now, Trial, TrialOutcome};
 
 /// The grid point of a trial row, as spec values.
 pub(super) fn point_of(t: &Trial) -> Point {
@@ -42,8 +42,8 @@ pub(super) fn point_of(t: &Trial) -> Point {
         .collect()
 }
 
-fn interrupted(what: &str) -> Outcome {
-    Outcome::Interrupted {
+fn interrupted(what: &str) -> TrialOutcome {
+    TrialOutcome::Interrupted {
         reason: what.to_string(),
     }
 }
@@ -55,7 +55,7 @@ pub(super) async fn run_trial(
     slot: &Slot,
     adopted: bool,
     bar: &ProgressBar,
-) -> Result<Outcome, RunError> {
+) -> Result<TrialOutcome, RunError> {
     let dir = ctx.spec.output_dir.join(&trial.dir);
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     let mut events = EventTail::new(
@@ -135,7 +135,7 @@ async fn take_lock(
 /// How the train stage ended: an export to evaluate, or the trial's outcome.
 enum Trained {
     Export(PathBuf),
-    Ended(Outcome),
+    Ended(TrialOutcome),
 }
 
 /// A trial with its lock taken: what both stages need.
@@ -189,14 +189,14 @@ impl Stage<'_> {
                     step,
                     last_finite_loss,
                 } => {
-                    return Ok(Trained::Ended(Outcome::Diverged {
+                    return Ok(Trained::Ended(TrialOutcome::Diverged {
                         step,
                         last_finite_loss,
                     }))
                 }
                 TrainState::Done { export } => return Ok(Trained::Export(export)),
                 TrainState::Incomplete if trained_here => {
-                    return Ok(Trained::Ended(Outcome::Failed {
+                    return Ok(Trained::Ended(TrialOutcome::Failed {
                         stage: "train".into(),
                         exit_status: Some(0),
                         reason: "train exited 0 without a done event".into(),
@@ -231,23 +231,23 @@ impl Stage<'_> {
                     TrainState::Diverged {
                         step,
                         last_finite_loss,
-                    } => Outcome::Diverged {
+                    } => TrialOutcome::Diverged {
                         step,
                         last_finite_loss,
                     },
-                    _ => Outcome::Diverged {
+                    _ => TrialOutcome::Diverged {
                         step: None,
                         last_finite_loss: None,
                     },
                 },
                 Exit::Code(4) if stopping => interrupted("stopped at a checkpoint"),
                 Exit::Signal(_) if stopping => interrupted("killed"),
-                Exit::Code(c) => Outcome::Failed {
+                Exit::Code(c) => TrialOutcome::Failed {
                     stage: "train".into(),
                     exit_status: Some(c as i64),
                     reason: format!("train exited with status {c}: {}", log_reason(&log)),
                 },
-                Exit::Signal(s) => Outcome::Failed {
+                Exit::Signal(s) => TrialOutcome::Failed {
                     stage: "train".into(),
                     exit_status: Some(128 + s as i64),
                     reason: format!("train killed by signal {s}: {}", log_reason(&log)),
@@ -259,9 +259,9 @@ impl Stage<'_> {
 
     /// `eval` on the export, unless the sweep has no `[eval]` or an earlier
     /// eval already left its results.
-    async fn eval(&self, export: &Path) -> Result<Outcome, RunError> {
+    async fn eval(&self, export: &Path) -> Result<TrialOutcome, RunError> {
         let Some(args) = self.eval_args(export) else {
-            return Ok(Outcome::Completed {
+            return Ok(TrialOutcome::Completed {
                 results_json: None,
                 scores: Vec::new(),
             });
@@ -289,7 +289,7 @@ impl Stage<'_> {
         Ok(match exit {
             Exit::Code(0) => match read_results(&results) {
                 Some(doc) => completed(doc),
-                None => Outcome::Failed {
+                None => TrialOutcome::Failed {
                     stage: "eval".into(),
                     exit_status: Some(0),
                     reason: format!(
@@ -299,12 +299,12 @@ impl Stage<'_> {
                 },
             },
             _ if stopping => interrupted("evaluation stopped"),
-            Exit::Code(c) => Outcome::Failed {
+            Exit::Code(c) => TrialOutcome::Failed {
                 stage: "eval".into(),
                 exit_status: Some(c as i64),
                 reason: format!("eval exited with status {c}: {}", log_reason(&log)),
             },
-            Exit::Signal(s) => Outcome::Failed {
+            Exit::Signal(s) => TrialOutcome::Failed {
                 stage: "eval".into(),
                 exit_status: Some(128 + s as i64),
                 reason: format!("eval killed by signal {s}: {}", log_reason(&log)),
@@ -345,8 +345,8 @@ fn read_results(path: &Path) -> Option<Json> {
         .filter(Json::is_object)
 }
 
-fn completed(doc: Json) -> Outcome {
-    Outcome::Completed {
+fn completed(doc: Json) -> TrialOutcome {
+    TrialOutcome::Completed {
         scores: flatten_results(&doc),
         results_json: Some(doc.to_string()),
     }

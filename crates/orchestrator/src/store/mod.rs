@@ -27,7 +27,7 @@ use sqlx::SqlitePool;
 pub use events::{EventLine, EventRow};
 pub use record::SweepRow;
 pub use results::{flatten_results, RecordedScore, Score};
-pub use trials::{Outcome, Trial};
+pub use trials::{Trial, TrialOutcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -78,7 +78,7 @@ fn claim_record_finish_round_trip() {
             value: 0.5,
             stderr: Some(0.1),
         };
-        let done = Outcome::Completed {
+        let done = TrialOutcome::Completed {
             results_json: Some("{}".into()),
             scores: vec![score.clone()],
         };
@@ -95,7 +95,7 @@ fn claim_record_finish_round_trip() {
         );
 
         // max_retries = 1: the first failure retries, the second is final.
-        let failed = Outcome::Failed {
+        let failed = TrialOutcome::Failed {
             stage: "train".into(),
             exit_status: Some(1),
             reason: "boom".into(),
@@ -142,7 +142,7 @@ fn interrupted_and_recovered_trials_go_back_to_pending() {
         let store = Store::open(&d.path().join("sweep.db")).await.expect("open");
         store.ensure_sweep(&spec, 1).await.expect("sweep");
         let a = store.claim(0, "").await.expect("claim").expect("a trial");
-        let stop = Outcome::Interrupted {
+        let stop = TrialOutcome::Interrupted {
             reason: "sweep stopping".into(),
         };
         assert_eq!(

@@ -44,7 +44,7 @@ const TRIAL_COLUMNS: &str =
 
 /// How a trial's run ended, as the scheduler saw it.
 #[derive(Debug, Clone)]
-pub enum Outcome {
+pub enum TrialOutcome {
     /// Trained (and evaluated, when the sweep has `[eval]`).
     Completed {
         results_json: Option<String>,
@@ -206,7 +206,7 @@ impl Store {
     pub async fn finish(
         &self,
         id: i64,
-        outcome: &Outcome,
+        outcome: &TrialOutcome,
         max_retries: u32,
     ) -> Result<&'static str, StoreError> {
         let mut w = self.write().await?;
@@ -218,7 +218,7 @@ impl Store {
                 .map_err(|e| w.err(e))?;
         let t = now();
         let (state, record): (&'static str, Option<AttemptRecord>) = match outcome {
-            Outcome::Completed {
+            TrialOutcome::Completed {
                 results_json,
                 scores,
             } => {
@@ -234,7 +234,7 @@ impl Store {
                 insert_scores(&mut w, id, scores).await?;
                 ("completed", Some(("completed", Some(0), None)))
             }
-            Outcome::Diverged {
+            TrialOutcome::Diverged {
                 step,
                 last_finite_loss,
             } => {
@@ -252,7 +252,7 @@ impl Store {
                 .await?;
                 ("diverged", Some(("diverged", Some(3), None)))
             }
-            Outcome::Failed {
+            TrialOutcome::Failed {
                 stage: _,
                 exit_status,
                 reason,
@@ -279,7 +279,7 @@ impl Store {
                 .await?;
                 (state, Some(("failed", *exit_status, Some(reason.clone()))))
             }
-            Outcome::Interrupted { reason } => {
+            TrialOutcome::Interrupted { reason } => {
                 w.execute(
                     sqlx::query(
                         "UPDATE trials SET state = 'pending', pid = NULL, slot = NULL WHERE id = ?",
