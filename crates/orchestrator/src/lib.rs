@@ -9,15 +9,15 @@
 //! - [`locks`]: one orchestrator per sweep, one process per trial;
 //! - [`gpu`]: GPU detection and slots;
 //! - [`progress`]: the live display;
-//! - [`report`]: `status` and `export`.
+//! - [`snapshot`]: a sweep read back for `status`, `export` and `report`.
 
 pub mod gpu;
 pub mod locks;
 pub mod progress;
-pub mod report;
 pub mod sched;
+pub mod snapshot;
 pub mod spec;
 pub mod store;
 
-pub use sched::{run, RunError, RunOptions, RunSummary};
+pub use sched::{run, RunError, RunSummary, SweepOptions};
 pub use spec::{SpecError, SweepSpec};

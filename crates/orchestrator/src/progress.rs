@@ -8,13 +8,13 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[derive(Debug, Clone)]
-pub struct Progress {
+pub struct ProgressDisplay {
     multi: MultiProgress,
     overall: ProgressBar,
     visible: bool,
 }
 
-impl Progress {
+impl ProgressDisplay {
     /// `total` trials, `done` of them already finished.
     pub fn new(total: u64, done: u64, enabled: bool) -> Self {
         let visible = enabled && std::io::stderr().is_terminal();

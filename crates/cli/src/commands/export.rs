@@ -2,7 +2,7 @@
 //! hyperparameters, state and every score. Reads only.
 
 use anyhow::{Context, Result};
-use smolsweep_orchestrator::report;
+use smolsweep_orchestrator::snapshot;
 use smolsweep_orchestrator::SweepSpec;
 
 use crate::args::ExportArgs;
@@ -10,11 +10,12 @@ use crate::args::ExportArgs;
 pub fn run(a: &ExportArgs) -> Result<()> {
     let spec = SweepSpec::load(&a.sweep)?;
     let snap = super::sweep_snapshot(&spec)?;
-    let text = report::render_csv(&spec, &snap);
+    let text = snapshot::render_csv(&spec, &snap);
     if a.csv.as_os_str() == "-" {
         print!("{text}");
     } else {
-        report::write_csv(&a.csv, &text).with_context(|| format!("writing {}", a.csv.display()))?;
+        snapshot::write_csv(&a.csv, &text)
+            .with_context(|| format!("writing {}", a.csv.display()))?;
         eprintln!("{} trials written to {}", snap.rows.len(), a.csv.display());
     }
     Ok(())

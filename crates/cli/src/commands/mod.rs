@@ -57,12 +57,12 @@ impl std::error::Error for ExitStatus {}
 /// a one-thread runtime is all a few queries need.
 pub(crate) fn sweep_snapshot(
     spec: &smolsweep_orchestrator::SweepSpec,
-) -> Result<smolsweep_orchestrator::report::Snapshot> {
+) -> Result<smolsweep_orchestrator::snapshot::Snapshot> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(smolsweep_orchestrator::report::snapshot(spec))
+    rt.block_on(smolsweep_orchestrator::snapshot::read(spec))
         .with_context(|| format!("reading the sweep database {}", spec.db.display()))
 }
 

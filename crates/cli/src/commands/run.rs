@@ -2,7 +2,7 @@
 //! evaluate every grid point (resuming whatever an earlier run left).
 
 use anyhow::{Context, Result};
-use smolsweep_orchestrator::{RunOptions, SweepSpec};
+use smolsweep_orchestrator::{SweepOptions, SweepSpec};
 
 use crate::args::RunArgs;
 
@@ -43,7 +43,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         Some(p) => p.into(),
         None => std::env::current_exe().context("locating the smolsweep binary")?,
     };
-    let opts = RunOptions {
+    let opts = SweepOptions {
         program,
         gpu_fallback: Some(Box::new(cuda_devices)),
         progress: !a.no_progress,

@@ -2,7 +2,7 @@
 //! attempt, progress, last loss, scores and slot. Reads only.
 
 use anyhow::Result;
-use smolsweep_orchestrator::report;
+use smolsweep_orchestrator::snapshot;
 use smolsweep_orchestrator::SweepSpec;
 
 use crate::args::StatusArgs;
@@ -13,10 +13,10 @@ pub fn run(a: &StatusArgs) -> Result<()> {
     if a.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report::render_json(&snap))?
+            serde_json::to_string_pretty(&snapshot::render_json(&snap))?
         );
     } else {
-        print!("{}", report::render_table(&snap));
+        print!("{}", snapshot::render_table(&snap));
     }
     Ok(())
 }

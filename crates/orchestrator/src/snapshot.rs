@@ -1,5 +1,7 @@
-//! Reading a sweep back: the `status` table (or JSON) and the `export` CSV.
-//! Both only read the database, so they work while the sweep runs.
+//! A sweep read back from its database as one [`Snapshot`] (every trial with
+//! its grid point, shown state and scores), and its renderings: the `status`
+//! table (or JSON) and the `export` CSV; `report` builds on the same
+//! snapshot. Only reads, so it works while the sweep runs.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,7 +14,7 @@ use crate::store::{now, Score, Store, StoreError, Trial};
 
 /// A trial's row as status and export see it.
 #[derive(Debug, Clone)]
-pub struct Row {
+pub struct TrialView {
     pub trial: Trial,
     pub point: serde_json::Map<String, Json>,
     /// `running` shown as `interrupted` when no orchestrator is alive.
@@ -26,13 +28,14 @@ pub struct Snapshot {
     pub name: String,
     pub axes: Vec<String>,
     pub orchestrator: Option<i64>,
-    pub rows: Vec<Row>,
+    pub rows: Vec<TrialView>,
     /// Every (task, metric) that any trial has, sorted.
     pub metrics: Vec<(String, String)>,
     pub max_steps: Option<i64>,
 }
 
-pub async fn snapshot(spec: &SweepSpec) -> Result<Snapshot, StoreError> {
+/// Reads the sweep recorded at `spec.db`.
+pub async fn read(spec: &SweepSpec) -> Result<Snapshot, StoreError> {
     let store = Store::open_read_only(&spec.db).await?;
     let sweep = store.sweep().await?;
     let trials = store.trials().await?;
@@ -48,13 +51,13 @@ pub async fn snapshot(spec: &SweepSpec) -> Result<Snapshot, StoreError> {
     });
     let mut metrics: Vec<(String, String)> = scores
         .iter()
-        .map(|s| (s.task.clone(), s.metric.clone()))
+        .map(|s| (s.score.task.clone(), s.score.metric.clone()))
         .collect();
     metrics.sort();
     metrics.dedup();
     let mut by_trial: BTreeMap<i64, Vec<Score>> = BTreeMap::new();
     for s in scores {
-        by_trial.entry(s.trial_id).or_default().push(s);
+        by_trial.entry(s.trial_id).or_default().push(s.score);
     }
     let rows = trials
         .into_iter()
@@ -65,7 +68,7 @@ pub async fn snapshot(spec: &SweepSpec) -> Result<Snapshot, StoreError> {
             } else {
                 t.state.clone()
             };
-            Row {
+            TrialView {
                 scores: by_trial.remove(&t.id).unwrap_or_default(),
                 trial: t,
                 point,

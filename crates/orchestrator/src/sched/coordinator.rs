@@ -1,0 +1,364 @@
+//! The coordinator loop: takes the sweep lock, adopts or recovers what a
+//! previous orchestrator left running, then keeps every slot busy, claiming
+//! a pending trial the moment a slot frees, until nothing is left or a
+//! signal stops it. It turns Ctrl-C / SIGTERM into a shutdown level the
+//! trial tasks obey, beats the heartbeat, and ends with a summary.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::ProgressBar;
+use serde_json::Value as Json;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::{chain, io_err, trial, Ctx, RunError};
+use crate::gpu::{self, Slot};
+use crate::locks::{self, OrchestratorLock};
+use crate::progress::ProgressDisplay;
+use crate::spec::SweepSpec;
+use crate::store::{Store, Trial, TrialOutcome};
+
+/// How often the orchestrator and its trials prove they are alive.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
+/// How to run a sweep.
+pub struct SweepOptions {
+    /// The program whose `train` and `eval` subcommands run each trial:
+    /// the smolsweep binary itself in normal use.
+    pub program: PathBuf,
+    /// GPU count to fall back on when nvidia-smi finds none (libtorch's).
+    pub gpu_fallback: Option<Box<dyn Fn() -> usize + Send + Sync>>,
+    /// Draw the progress display (when stderr is a terminal).
+    pub progress: bool,
+}
+
+impl std::fmt::Debug for SweepOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SweepOptions")
+            .field("program", &self.program)
+            .field("progress", &self.progress)
+            .finish()
+    }
+}
+
+/// What a `run` ended with.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub total: usize,
+    pub added: usize,
+    pub completed: usize,
+    pub diverged: usize,
+    pub failed: usize,
+    pub pending: usize,
+    /// Stopped by Ctrl-C / SIGTERM before the sweep finished.
+    pub interrupted: bool,
+}
+
+/// What a trial task hands back to the loop.
+type Finished = (Slot, Trial, ProgressBar, TrialOutcome);
+
+/// Runs (or resumes) a sweep to completion or interruption.
+pub async fn run(spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunError> {
+    std::fs::create_dir_all(&spec.output_dir).map_err(io_err(&spec.output_dir))?;
+    if let Some(parent) = spec.db.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    // First the lock, then the database: a second orchestrator must not
+    // touch anything, not even the spec check.
+    let _lock = OrchestratorLock::acquire(&spec.db)?;
+    let detected = gpu::detect(
+        opts.gpu_fallback
+            .as_deref()
+            .map(|f| f as &dyn Fn() -> usize),
+    );
+    let slots = gpu::slots(&spec.resources, &detected, &spec.file.display().to_string())?;
+    let store = Store::open(&spec.db).await?;
+    let pid = std::process::id();
+    let (_, added) = store.ensure_sweep(&spec, pid).await?;
+    let reopened = store.reopen_failed(spec.resources.max_retries).await?;
+    if reopened > 0 {
+        tracing::info!(
+            reopened,
+            "failed trials get another attempt (max_retries was raised)"
+        );
+    }
+    store
+        .event(
+            None,
+            "orchestrator.start",
+            &serde_json::json!({
+                "pid": pid,
+                "slots": slots.iter().map(|s| &s.cuda_visible_devices).collect::<Vec<_>>(),
+                "added": added,
+            }),
+        )
+        .await?;
+    tracing::info!(
+        db = %spec.db.display(),
+        slots = slots.len(),
+        gpus = ?detected,
+        added,
+        "sweep {}",
+        spec.name
+    );
+
+    let adopt = orphans(&spec, &store).await?;
+
+    let (tx, rx) = watch::channel(0u8);
+    let signals = tokio::spawn(watch_signals(tx));
+    let ctx = Arc::new(Ctx {
+        spec,
+        store: store.clone(),
+        program: opts.program,
+        shutdown: rx.clone(),
+        cpu_threads: gpu::cpu_threads(&slots),
+    });
+
+    let all = store.trials().await?;
+    let finished = all
+        .iter()
+        .filter(|t| matches!(t.state.as_str(), "completed" | "diverged" | "failed"))
+        .count();
+    let progress = ProgressDisplay::new(all.len() as u64, finished as u64, opts.progress);
+
+    let mut free: VecDeque<Slot> = slots.iter().cloned().collect();
+    let mut tasks: JoinSet<Finished> = JoinSet::new();
+    let mut running: Vec<i64> = Vec::new();
+    for t in adopt {
+        // Its recorded slot if that still exists and is free, else any
+        // free one, else an extra slot (the orphan is using the hardware
+        // whatever we decide; new trials must not pile onto it).
+        let slot = t
+            .slot
+            .and_then(|s| free.iter().position(|f| f.index as i64 == s))
+            .or(if free.is_empty() { None } else { Some(0) })
+            .and_then(|i| free.remove(i))
+            .unwrap_or_else(|| Slot {
+                index: slots.len() + running.len(),
+                cuda_visible_devices: t.cuda_visible_devices.clone().unwrap_or_default(),
+            });
+        store
+            .adopt(t.id, slot.index, &slot.cuda_visible_devices)
+            .await?;
+        progress.note(&format!(
+            "trial {} ({}) is still running from a previous orchestrator: waiting for it",
+            t.id,
+            label_of(&t)
+        ));
+        running.push(t.id);
+        spawn_trial(&mut tasks, &ctx, &progress, t, slot, true);
+    }
+
+    let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+    let mut shutdown = rx.clone();
+    let mut interrupted = false;
+    loop {
+        // Fill every free slot before waiting on anything.
+        while *shutdown.borrow() == 0 {
+            let Some(slot) = free.pop_front() else { break };
+            match store.claim(slot.index, &slot.cuda_visible_devices).await? {
+                Some(t) => {
+                    running.push(t.id);
+                    spawn_trial(&mut tasks, &ctx, &progress, t, slot, false);
+                }
+                None => {
+                    free.push_front(slot);
+                    break;
+                }
+            }
+        }
+        if tasks.is_empty() {
+            break;
+        }
+        tokio::select! {
+            joined = tasks.join_next() => {
+                let Some(joined) = joined else { continue };
+                let (slot, t, bar, outcome) = match joined {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // A panicked task: its trial is found `running` with
+                        // a free lock next time and resumes then.
+                        tracing::error!("a trial task failed: {e}");
+                        interrupted = true;
+                        continue;
+                    }
+                };
+                running.retain(|&id| id != t.id);
+                let state = store.finish(t.id, &outcome, ctx.spec.resources.max_retries).await?;
+                let final_state = matches!(state, "completed" | "diverged" | "failed");
+                progress.trial_done(&bar, final_state);
+                progress.note(&describe(&t, &outcome, state));
+                if slot.index < slots.len() {
+                    free.push_back(slot);
+                    // Keep slot order stable so GPUs stay interleaved.
+                    free.make_contiguous().sort_by_key(|s| s.index);
+                }
+            }
+            _ = shutdown.changed() => {
+                interrupted = true;
+                let level = *shutdown.borrow();
+                progress.note(if level == 1 {
+                    "stopping: trials checkpoint and exit (Ctrl-C again to kill them)"
+                } else {
+                    "killing trials; they resume from their last checkpoint next time"
+                });
+            }
+            _ = heartbeat.tick() => {
+                store.heartbeat(&running, pid).await?;
+            }
+        }
+    }
+    signals.abort();
+    progress.finish();
+    interrupted |= *shutdown.borrow() > 0;
+    store.release().await?;
+    let trials = store.trials().await?;
+    let count = |s: &str| trials.iter().filter(|t| t.state == s).count();
+    let summary = RunSummary {
+        total: trials.len(),
+        added,
+        completed: count("completed"),
+        diverged: count("diverged"),
+        failed: count("failed"),
+        pending: count("pending") + count("running"),
+        interrupted,
+    };
+    store
+        .event(
+            None,
+            "orchestrator.exit",
+            &serde_json::json!({ "pid": pid, "interrupted": interrupted }),
+        )
+        .await?;
+    store.close().await;
+    Ok(summary)
+}
+
+/// Trials a previous orchestrator left running: an orphan still holds the
+/// trial lock (returned, to adopt), or nothing does (back to pending).
+async fn orphans(spec: &SweepSpec, store: &Store) -> Result<Vec<Trial>, RunError> {
+    let mut adopt = Vec::new();
+    for t in store.trials().await? {
+        if t.state != "running" {
+            continue;
+        }
+        let lock_path = spec.output_dir.join(&t.dir).join("lock");
+        if !lock_path.exists() {
+            // Claimed, but killed before its directory was made.
+            store.recover(t.id).await?;
+            continue;
+        }
+        match locks::try_trial_lock(&lock_path)? {
+            Some(_free) => store.recover(t.id).await?,
+            None => adopt.push(t),
+        }
+    }
+    Ok(adopt)
+}
+
+/// Ctrl-C / SIGTERM once: 1 (trials checkpoint and stop); again: 2 (kill).
+async fn watch_signals(tx: watch::Sender<u8>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!("cannot install signal handlers; Ctrl-C will kill the sweep");
+        return;
+    };
+    let mut level = 0u8;
+    loop {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        level = level.saturating_add(1).min(2);
+        let _ = tx.send(level);
+    }
+}
+
+/// A trial's grid point for people: `lr=0.001 batch_size=8`.
+fn label_of(t: &Trial) -> String {
+    serde_json::from_str::<serde_json::Map<String, Json>>(&t.point_key)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| match v {
+                    Json::Number(n) => match n.as_f64() {
+                        Some(f) if !n.is_i64() => format!("{k}={}", crate::spec::format_float(f)),
+                        _ => format!("{k}={n}"),
+                    },
+                    Json::String(s) => format!("{k}={s}"),
+                    other => format!("{k}={other}"),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| t.point_key.clone())
+}
+
+/// The line shown when a trial's run ends in `state`.
+fn describe(t: &Trial, outcome: &TrialOutcome, state: &str) -> String {
+    let label = label_of(t);
+    match outcome {
+        TrialOutcome::Completed { .. } => format!("trial {} ({label}) completed", t.id),
+        TrialOutcome::Diverged { step, .. } => format!(
+            "trial {} ({label}) diverged at step {}",
+            t.id,
+            step.map(|s| s.to_string()).unwrap_or_else(|| "?".into())
+        ),
+        TrialOutcome::Failed { reason, .. } if state == "pending" => format!(
+            "trial {} ({label}) failed (attempt {}), will retry: {reason}",
+            t.id, t.attempt
+        ),
+        TrialOutcome::Failed { reason, .. } => format!(
+            "trial {} ({label}) failed for good after attempt {}: {reason}",
+            t.id, t.attempt
+        ),
+        TrialOutcome::Interrupted { reason } => {
+            format!(
+                "trial {} ({label}) stopped: {reason}; resumes next run",
+                t.id
+            )
+        }
+    }
+}
+
+/// Starts a trial's task in `slot`, with its bar on the display.
+fn spawn_trial(
+    tasks: &mut JoinSet<Finished>,
+    ctx: &Arc<Ctx>,
+    progress: &ProgressDisplay,
+    trial: Trial,
+    slot: Slot,
+    adopted: bool,
+) {
+    let steps = ctx
+        .spec
+        .value(&trial::point_of(&trial), "max_steps")
+        .and_then(toml::Value::as_integer)
+        .map(|n| n as u64);
+    let where_ = if slot.cuda_visible_devices.is_empty() {
+        format!("slot {}", slot.index)
+    } else {
+        format!("slot {} gpu {}", slot.index, slot.cuda_visible_devices)
+    };
+    let bar = progress.trial(
+        &format!("#{} {} [{where_}]", trial.id, label_of(&trial)),
+        steps,
+    );
+    let ctx = Arc::clone(ctx);
+    tasks.spawn(async move {
+        let outcome = match trial::run_trial(&ctx, &trial, &slot, adopted, &bar).await {
+            Ok(o) => o,
+            Err(e) => TrialOutcome::Failed {
+                stage: trial.stage.clone().unwrap_or_else(|| "train".into()),
+                exit_status: None,
+                reason: format!("orchestrator error: {}", chain(&e)),
+            },
+        };
+        (slot, trial, bar, outcome)
+    });
+}

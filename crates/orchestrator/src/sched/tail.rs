@@ -1,0 +1,141 @@
+//! The trial's event file (`train.events.jsonl`, the trainer's stdout):
+//! reading the complete lines written since the recorded offset into the
+//! database, moving the trial's bar to the last step, and telling from the
+//! whole file what training achieved (done, diverged, or not yet).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use indicatif::ProgressBar;
+use serde_json::Value as Json;
+
+use super::{io_err, RunError};
+use crate::store::{EventLine, Store};
+
+/// What the trial's own files say training has achieved.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum TrainState {
+    Incomplete,
+    Done {
+        export: PathBuf,
+    },
+    Diverged {
+        step: Option<i64>,
+        last_finite_loss: Option<f64>,
+    },
+}
+
+/// The last `done` or `diverged` event in the file decides; a missing or
+/// unreadable file is training not done.
+pub(super) fn train_state(events: &Path) -> TrainState {
+    let mut text = String::new();
+    if File::open(events)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .is_err()
+    {
+        return TrainState::Incomplete;
+    }
+    let mut state = TrainState::Incomplete;
+    for line in text.lines() {
+        let Ok(j) = serde_json::from_str::<Json>(line) else {
+            continue;
+        };
+        match j.get("event").and_then(Json::as_str) {
+            Some("done") => {
+                if let Some(e) = j.get("export").and_then(Json::as_str) {
+                    state = TrainState::Done {
+                        export: PathBuf::from(e),
+                    };
+                }
+            }
+            Some("diverged") => {
+                state = TrainState::Diverged {
+                    step: j.get("step").and_then(Json::as_i64),
+                    last_finite_loss: j.get("last_finite_loss").and_then(Json::as_f64),
+                }
+            }
+            _ => {}
+        }
+    }
+    state
+}
+
+/// One trial's event file and how far into it the database has recorded.
+pub(super) struct EventTail<'a> {
+    trial_id: i64,
+    path: PathBuf,
+    offset: u64,
+    bar: &'a ProgressBar,
+}
+
+impl<'a> EventTail<'a> {
+    /// `offset`: the trial's recorded `events_offset`.
+    pub(super) fn new(trial_id: i64, path: PathBuf, offset: u64, bar: &'a ProgressBar) -> Self {
+        Self {
+            trial_id,
+            path,
+            offset,
+            bar,
+        }
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads complete lines past the recorded offset and records them with
+    /// the new offset (a line still being written waits for next time).
+    pub(super) async fn read(&mut self, store: &Store) -> Result<(), RunError> {
+        let events = self.path.as_path();
+        let mut f = match File::open(events) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(events)(e)),
+        };
+        let offset = self.offset;
+        let len = f.metadata().map_err(io_err(events))?.len();
+        if len <= offset {
+            return Ok(());
+        }
+        f.seek(SeekFrom::Start(offset)).map_err(io_err(events))?;
+        let mut buf = Vec::with_capacity((len - offset) as usize);
+        f.take(len - offset)
+            .read_to_end(&mut buf)
+            .map_err(io_err(events))?;
+        let Some(end) = buf.iter().rposition(|&b| b == b'\n') else {
+            return Ok(());
+        };
+        let mut lines = Vec::new();
+        for raw in buf[..end].split(|&b| b == b'\n') {
+            let s = String::from_utf8_lossy(raw);
+            let s = s.trim();
+            if s.is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Json>(s) {
+                Ok(json) if json.is_object() => lines.push(EventLine { json }),
+                _ => tracing::debug!(trial = self.trial_id, line = %s, "not an event line"),
+            }
+        }
+        self.show_last_step(&lines);
+        let new_offset = offset + end as u64 + 1;
+        store
+            .record_events(self.trial_id, &lines, new_offset)
+            .await?;
+        self.offset = new_offset;
+        Ok(())
+    }
+
+    /// The trial's bar shows the last step and its loss.
+    fn show_last_step(&self, lines: &[EventLine]) {
+        if let Some(last) = lines.iter().rev().find(|e| e.kind() == "step") {
+            if let Some(step) = last.json.get("step").and_then(Json::as_u64) {
+                self.bar.set_position(step);
+            }
+            if let Some(loss) = last.json.get("loss").and_then(Json::as_f64) {
+                self.bar.set_message(format!("loss {loss:.4}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The event log (`events`: what happened to the sweep and each trial, in
+//! order) and the trainer's events read from a trial's event file, recorded
+//! together with the file offset after them (`steps`, the trial's progress
+//! columns) so each lands exactly once.
+
+use serde_json::Value as Json;
+
+use super::{now, Store, StoreError};
+
+/// A trainer event line, as recorded.
+#[derive(Debug, Clone)]
+pub struct EventLine {
+    pub json: Json,
+}
+
+impl EventLine {
+    pub fn kind(&self) -> &str {
+        self.json.get("event").and_then(Json::as_str).unwrap_or("")
+    }
+}
+
+/// One row of `events`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    /// None for a sweep-level event.
+    pub trial_id: Option<i64>,
+    /// Unix seconds.
+    pub at: f64,
+    pub kind: String,
+    pub data_json: Option<String>,
+}
+
+impl Store {
+    /// Records trainer events read from the trial's event file, and the
+    /// file offset after them, in one transaction: each event is recorded
+    /// exactly once however often the orchestrator restarts.
+    pub async fn record_events(
+        &self,
+        id: i64,
+        events: &[EventLine],
+        new_offset: u64,
+    ) -> Result<(), StoreError> {
+        let mut w = self.write().await?;
+        let t = now();
+        for ev in events {
+            let j = &ev.json;
+            let f = |k: &str| j.get(k).and_then(Json::as_f64);
+            let i = |k: &str| j.get(k).and_then(Json::as_i64);
+            match ev.kind() {
+                "step" => {
+                    w.execute(
+                        sqlx::query(
+                            "INSERT OR REPLACE INTO steps (trial_id, step, epoch, loss, lr, grad_norm, tokens, tokens_per_s, elapsed_s, recorded_at) \
+                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        )
+                        .bind(id)
+                        .bind(i("step").unwrap_or(0))
+                        .bind(f("epoch"))
+                        .bind(f("loss"))
+                        .bind(f("lr"))
+                        .bind(f("grad_norm"))
+                        .bind(i("tokens"))
+                        .bind(f("tokens_per_s"))
+                        .bind(f("elapsed_s"))
+                        .bind(t),
+                    )
+                    .await?;
+                    w.execute(
+                        sqlx::query(
+                            "UPDATE trials SET step = ?, epoch = ?, last_loss = ?, tokens = ?, heartbeat_at = ? WHERE id = ?",
+                        )
+                        .bind(i("step"))
+                        .bind(f("epoch"))
+                        .bind(f("loss"))
+                        .bind(i("tokens"))
+                        .bind(t)
+                        .bind(id),
+                    )
+                    .await?;
+                }
+                kind => {
+                    if kind == "done" {
+                        w.execute(
+                            sqlx::query("UPDATE trials SET export_dir = ?, step = COALESCE(?, step), last_loss = COALESCE(?, last_loss) WHERE id = ?")
+                                .bind(j.get("export").and_then(Json::as_str))
+                                .bind(i("step"))
+                                .bind(f("loss"))
+                                .bind(id),
+                        )
+                        .await?;
+                    } else if kind == "diverged" {
+                        w.execute(
+                            sqlx::query("UPDATE trials SET diverged_step = ?, last_finite_loss = ? WHERE id = ?")
+                                .bind(i("step"))
+                                .bind(f("last_finite_loss"))
+                                .bind(id),
+                        )
+                        .await?;
+                    }
+                    let name = if kind.is_empty() { "unknown" } else { kind };
+                    w.log_event(Some(id), &format!("train.{name}"), j).await?;
+                }
+            }
+        }
+        w.execute(
+            sqlx::query("UPDATE trials SET events_offset = ?, heartbeat_at = ? WHERE id = ?")
+                .bind(new_offset as i64)
+                .bind(t)
+                .bind(id),
+        )
+        .await?;
+        w.commit().await
+    }
+
+    /// An event for the log on its own (`trial` None: a sweep-level one).
+    pub async fn event(
+        &self,
+        trial: Option<i64>,
+        kind: &str,
+        data: &Json,
+    ) -> Result<(), StoreError> {
+        let mut w = self.write().await?;
+        w.log_event(trial, kind, data).await?;
+        w.commit().await
+    }
+
+    /// The events of some kinds (all when `kinds` is empty), in order (used
+    /// by tests and overhead measurements).
+    pub async fn events(&self, kinds: &[&str]) -> Result<Vec<EventRow>, StoreError> {
+        let all = sqlx::query_as::<_, EventRow>(
+            "SELECT trial_id, at, kind, data_json FROM events ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(all
+            .into_iter()
+            .filter(|e| kinds.is_empty() || kinds.contains(&e.kind.as_str()))
+            .collect())
+    }
+}

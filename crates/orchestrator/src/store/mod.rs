@@ -1,0 +1,95 @@
+//! The sweep record: SQLite through sqlx, schema in the workspace's
+//! `migrations/` (embedded at compile time, applied on open).
+//!
+//! The orchestrator is the database's only writer; its pool has a single
+//! connection, so writes are serialised in-process, and claims still run as
+//! a compare-and-swap inside `BEGIN IMMEDIATE` (DESIGN.md section 8) so the
+//! state machine holds even if that ever changes. WAL lets `status` and
+//! `export` read while a sweep runs.
+//!
+//! - `record`: opening and migrating the database, the sweep row and the
+//!   orchestrator's liveness;
+//! - `trials`: the trial rows and their state machine (claim, finish, ...);
+//! - `events`: the event log and the trainer's recorded events;
+//! - `results`: eval scores, flattened from `results.json`;
+//! - `tx`: the one write transaction every change goes through.
+
+mod events;
+mod record;
+mod results;
+mod trials;
+mod tx;
+
+use std::path::{Path, PathBuf};
+
+use sqlx::SqlitePool;
+
+pub use events::{EventLine, EventRow};
+pub use record::SweepRow;
+pub use results::{flatten_results, RecordedScore, Score};
+pub use trials::{Trial, TrialOutcome};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{db}")]
+    Sql { db: PathBuf, source: sqlx::Error },
+    #[error("{db}: applying migrations")]
+    Migrate {
+        db: PathBuf,
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("{db}: no sweep recorded here yet (start it with `smolsweep run`)")]
+    NoSweep { db: PathBuf },
+    #[error(
+        "{file}: {key} differs from the spec recorded in {db}; a running sweep's spec is frozen \
+         (only new grid values may be added). Restore it, or give the sweep a new output_dir"
+    )]
+    SpecChanged {
+        file: PathBuf,
+        db: PathBuf,
+        key: String,
+    },
+    #[error("{db}: creating {dir}")]
+    CreateDir {
+        db: PathBuf,
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{db}: recorded spec is not JSON")]
+    RecordedSpec {
+        db: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// Seconds since the Unix epoch, the record's clock.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The open sweep record.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    db: PathBuf,
+}
+
+impl Store {
+    pub fn path(&self) -> &Path {
+        &self.db
+    }
+
+    /// A database error, named by the database it came from.
+    fn err(&self, source: sqlx::Error) -> StoreError {
+        StoreError::Sql {
+            db: self.db.clone(),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

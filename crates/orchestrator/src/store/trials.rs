@@ -1,0 +1,325 @@
+//! The trial rows and their state machine (DESIGN.md section 8):
+//! pending -> running (claim, a compare-and-swap) -> completed | diverged |
+//! failed (finish, with an `attempts` row saying why), or back to pending
+//! (a retry, an interruption, a lost process).
+
+use serde_json::Value as Json;
+
+use super::results::{insert_scores, Score};
+use super::{now, Store, StoreError};
+
+/// One row of `trials`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Trial {
+    pub id: i64,
+    pub point_key: String,
+    pub dir: String,
+    pub state: String,
+    pub stage: Option<String>,
+    pub attempt: i64,
+    pub slot: Option<i64>,
+    pub cuda_visible_devices: Option<String>,
+    pub pid: Option<i64>,
+    pub heartbeat_at: Option<f64>,
+    pub claimed_at: Option<f64>,
+    pub started_at: Option<f64>,
+    pub ended_at: Option<f64>,
+    pub exit_status: Option<i64>,
+    pub error: Option<String>,
+    pub step: Option<i64>,
+    pub epoch: Option<f64>,
+    pub last_loss: Option<f64>,
+    pub tokens: Option<i64>,
+    pub export_dir: Option<String>,
+    pub diverged_step: Option<i64>,
+    pub last_finite_loss: Option<f64>,
+    pub events_offset: i64,
+    pub results_json: Option<String>,
+}
+
+const TRIAL_COLUMNS: &str =
+    "id, point_key, dir, state, stage, attempt, slot, cuda_visible_devices, \
+     pid, heartbeat_at, claimed_at, started_at, ended_at, exit_status, error, step, epoch, \
+     last_loss, tokens, export_dir, diverged_step, last_finite_loss, events_offset, results_json";
+
+/// How a trial's run ended, as the scheduler saw it.
+#[derive(Debug, Clone)]
+pub enum TrialOutcome {
+    /// Trained (and evaluated, when the sweep has `[eval]`).
+    Completed {
+        results_json: Option<String>,
+        scores: Vec<Score>,
+    },
+    /// Non-finite loss: a result, never retried.
+    Diverged {
+        step: Option<i64>,
+        last_finite_loss: Option<f64>,
+    },
+    /// An error; retried while attempts remain.
+    Failed {
+        stage: String,
+        exit_status: Option<i64>,
+        reason: String,
+    },
+    /// Stopped on request (Ctrl-C) or lost its process: resumes next time.
+    Interrupted { reason: String },
+}
+
+/// The `attempts` row a finished attempt leaves: its outcome, exit status
+/// and reason.
+type AttemptRecord = (&'static str, Option<i64>, Option<String>);
+
+impl Store {
+    pub async fn trials(&self) -> Result<Vec<Trial>, StoreError> {
+        sqlx::query_as::<_, Trial>(&format!("SELECT {TRIAL_COLUMNS} FROM trials ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    pub async fn trial(&self, id: i64) -> Result<Trial, StoreError> {
+        sqlx::query_as::<_, Trial>(&format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE id = ?"))
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// Failed trials get another chance when `max_retries` was raised.
+    pub async fn reopen_failed(&self, max_retries: u32) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "UPDATE trials SET state = 'pending', attempt = attempt + 1 WHERE state = 'failed' AND attempt <= ?",
+        )
+        .bind(max_retries as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(r.rows_affected())
+    }
+
+    /// A trial left `running` by a previous orchestrator whose process is
+    /// gone: back to pending, to resume from its checkpoint.
+    pub async fn recover(&self, id: i64) -> Result<(), StoreError> {
+        let mut w = self.write().await?;
+        w.execute(
+            sqlx::query("UPDATE trials SET state = 'pending', pid = NULL, slot = NULL WHERE id = ? AND state = 'running'")
+                .bind(id),
+        )
+        .await?;
+        w.log_event(Some(id), "recovered", &Json::Null).await?;
+        w.commit().await
+    }
+
+    /// Claims the next pending trial for `slot` (compare-and-swap on the
+    /// state). Trials that already made progress go first, so an
+    /// interrupted sweep finishes what it started before opening new work.
+    pub async fn claim(
+        &self,
+        slot: usize,
+        cuda_visible_devices: &str,
+    ) -> Result<Option<Trial>, StoreError> {
+        let mut w = self.write().await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM trials WHERE state = 'pending' ORDER BY (step IS NULL), id LIMIT 1",
+        )
+        .fetch_optional(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let t = now();
+        let changed = w
+            .execute(
+                sqlx::query(
+                    "UPDATE trials SET state = 'running', slot = ?, cuda_visible_devices = ?, pid = NULL, \
+                     claimed_at = ?, heartbeat_at = ?, started_at = COALESCE(started_at, ?), ended_at = NULL \
+                     WHERE id = ? AND state = 'pending'",
+                )
+                .bind(slot as i64)
+                .bind(cuda_visible_devices)
+                .bind(t)
+                .bind(t)
+                .bind(t)
+                .bind(id),
+            )
+            .await?;
+        if changed != 1 {
+            return Ok(None);
+        }
+        w.log_event(
+            Some(id),
+            "claimed",
+            &serde_json::json!({ "slot": slot, "cuda_visible_devices": cuda_visible_devices }),
+        )
+        .await?;
+        w.commit().await?;
+        self.trial(id).await.map(Some)
+    }
+
+    /// An orphaned trial process found still running: this orchestrator
+    /// takes it over in `slot`.
+    pub async fn adopt(&self, id: i64, slot: usize, cvd: &str) -> Result<(), StoreError> {
+        let mut w = self.write().await?;
+        w.execute(
+            sqlx::query(
+                "UPDATE trials SET slot = ?, cuda_visible_devices = ?, heartbeat_at = ? WHERE id = ?",
+            )
+            .bind(slot as i64)
+            .bind(cvd)
+            .bind(now())
+            .bind(id),
+        )
+        .await?;
+        w.log_event(Some(id), "adopted", &serde_json::json!({ "slot": slot }))
+            .await?;
+        w.commit().await
+    }
+
+    /// A child process started for `stage`.
+    pub async fn spawned(
+        &self,
+        id: i64,
+        stage: &str,
+        pid: u32,
+        argv: &[String],
+    ) -> Result<(), StoreError> {
+        let mut w = self.write().await?;
+        w.execute(
+            sqlx::query("UPDATE trials SET stage = ?, pid = ?, heartbeat_at = ? WHERE id = ?")
+                .bind(stage)
+                .bind(pid as i64)
+                .bind(now())
+                .bind(id),
+        )
+        .await?;
+        w.log_event(
+            Some(id),
+            "spawned",
+            &serde_json::json!({ "stage": stage, "pid": pid, "argv": argv }),
+        )
+        .await?;
+        w.commit().await
+    }
+
+    /// Records how a trial's run ended. Returns the new state.
+    pub async fn finish(
+        &self,
+        id: i64,
+        outcome: &TrialOutcome,
+        max_retries: u32,
+    ) -> Result<&'static str, StoreError> {
+        let mut w = self.write().await?;
+        let (attempt, claimed_at, stage): (i64, Option<f64>, Option<String>) =
+            sqlx::query_as("SELECT attempt, claimed_at, stage FROM trials WHERE id = ?")
+                .bind(id)
+                .fetch_one(w.conn())
+                .await
+                .map_err(|e| w.err(e))?;
+        let t = now();
+        let (state, record): (&'static str, Option<AttemptRecord>) = match outcome {
+            TrialOutcome::Completed {
+                results_json,
+                scores,
+            } => {
+                w.execute(
+                    sqlx::query(
+                        "UPDATE trials SET state = 'completed', pid = NULL, ended_at = ?, exit_status = 0, error = NULL, results_json = ? WHERE id = ?",
+                    )
+                    .bind(t)
+                    .bind(results_json)
+                    .bind(id),
+                )
+                .await?;
+                insert_scores(&mut w, id, scores).await?;
+                ("completed", Some(("completed", Some(0), None)))
+            }
+            TrialOutcome::Diverged {
+                step,
+                last_finite_loss,
+            } => {
+                w.execute(
+                    sqlx::query(
+                        "UPDATE trials SET state = 'diverged', pid = NULL, ended_at = ?, exit_status = 3, \
+                         diverged_step = COALESCE(?, diverged_step), last_finite_loss = COALESCE(?, last_finite_loss), \
+                         error = NULL WHERE id = ?",
+                    )
+                    .bind(t)
+                    .bind(step)
+                    .bind(last_finite_loss)
+                    .bind(id),
+                )
+                .await?;
+                ("diverged", Some(("diverged", Some(3), None)))
+            }
+            TrialOutcome::Failed {
+                stage: _,
+                exit_status,
+                reason,
+            } => {
+                let retry = attempt <= max_retries as i64;
+                let (state, sql) = if retry {
+                    (
+                        "pending",
+                        "UPDATE trials SET state = 'pending', attempt = attempt + 1, pid = NULL, slot = NULL, ended_at = ?, exit_status = ?, error = ? WHERE id = ?",
+                    )
+                } else {
+                    (
+                        "failed",
+                        "UPDATE trials SET state = 'failed', pid = NULL, ended_at = ?, exit_status = ?, error = ? WHERE id = ?",
+                    )
+                };
+                w.execute(
+                    sqlx::query(sql)
+                        .bind(t)
+                        .bind(exit_status)
+                        .bind(reason)
+                        .bind(id),
+                )
+                .await?;
+                (state, Some(("failed", *exit_status, Some(reason.clone()))))
+            }
+            TrialOutcome::Interrupted { reason } => {
+                w.execute(
+                    sqlx::query(
+                        "UPDATE trials SET state = 'pending', pid = NULL, slot = NULL WHERE id = ?",
+                    )
+                    .bind(id),
+                )
+                .await?;
+                w.log_event(
+                    Some(id),
+                    "interrupted",
+                    &serde_json::json!({ "reason": reason }),
+                )
+                .await?;
+                ("pending", None)
+            }
+        };
+        if let Some((outcome, exit, reason)) = record {
+            w.execute(
+                sqlx::query(
+                    "INSERT OR REPLACE INTO attempts (trial_id, attempt, stage, started_at, ended_at, exit_status, outcome, reason) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(id)
+                .bind(attempt)
+                .bind(stage)
+                .bind(claimed_at)
+                .bind(t)
+                .bind(exit)
+                .bind(outcome)
+                .bind(&reason),
+            )
+            .await?;
+            w.log_event(
+                Some(id),
+                "finished",
+                &serde_json::json!({ "outcome": outcome, "attempt": attempt, "exit_status": exit, "reason": reason, "state": state }),
+            )
+            .await?;
+        }
+        w.commit().await?;
+        Ok(state)
+    }
+}
