@@ -77,7 +77,11 @@ fn as_trial(dir: &Path, extra: &[(&str, String)]) -> Result<(), String> {
         keys.push(("output_dir".into(), "\"out\"".into()));
     }
     let text: String = keys.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
-    check(&dir.join("trial.toml"), &text, &["train", "--check", "--config"])
+    check(
+        &dir.join("trial.toml"),
+        &text,
+        &["train", "--check", "--config"],
+    )
 }
 
 /// Writes `text` to `file` and runs the binary's `args` on it: `Ok` when
@@ -108,7 +112,11 @@ fn as_axes(dir: &Path, axes: &[(&str, String)]) -> Result<(), String> {
     for (k, v) in axes {
         text.push_str(&format!("{k} = [{v}]\n"));
     }
-    check(&dir.join("sweep.toml"), &text, &["run", "--check", "--no-progress"])
+    check(
+        &dir.join("sweep.toml"),
+        &text,
+        &["run", "--check", "--no-progress"],
+    )
 }
 
 /// The message after `LABEL: `, where LABEL is `key` plus any suffix

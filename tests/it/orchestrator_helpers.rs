@@ -49,10 +49,16 @@ pub fn trial_program() -> PathBuf {
             assert!(!python.is_empty(), "python3 has no sys.executable");
             let d = tempfile::tempdir().expect("tempdir");
             let p = d.path().join("smolsweep-standin");
+            // The stand-in knows the trial keys from the one schema.
+            let keys: Vec<&str> = smolsweep_config::trial::TRIAL_KEYS
+                .iter()
+                .map(|k| k.name)
+                .collect();
+            let keys = keys.join(",");
             std::fs::write(
                 &p,
                 format!(
-                    "#!/bin/sh\nexec {python:?} {:?} \"$@\"\n",
+                    "#!/bin/sh\nSTANDIN_TRIAL_KEYS={keys:?} exec {python:?} {:?} \"$@\"\n",
                     fixtures()
                         .join("standin/smolsweep-standin.py")
                         .display()

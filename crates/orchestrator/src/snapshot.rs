@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{json, Value as Json};
+use smolsweep_config::TrialState;
 
 use crate::locks;
 use crate::spec::{format_float, SweepSpec};
@@ -63,10 +64,10 @@ pub async fn read(spec: &SweepSpec) -> Result<Snapshot, StoreError> {
         .into_iter()
         .map(|t| {
             let point = serde_json::from_str(&t.point_key).unwrap_or_default();
-            let shown_state = if t.state == "running" && orchestrator.is_none() {
+            let shown_state = if t.state == TrialState::Running && orchestrator.is_none() {
                 "interrupted".to_string()
             } else {
-                t.state.clone()
+                t.state.to_string()
             };
             TrialView {
                 scores: by_trial.remove(&t.id).unwrap_or_default(),
@@ -139,16 +140,18 @@ pub fn render_table(s: &Snapshot) -> String {
         }
         row.push(r.shown_state.clone());
         row.push(t.attempt.to_string());
-        let progress = match (t.state.as_str(), t.step) {
-            ("completed", _) => "done".to_string(),
-            ("diverged", _) => format!("step {}", t.diverged_step.or(t.step).unwrap_or(0)),
+        let progress = match (t.state, t.step) {
+            (TrialState::Completed, _) => "done".to_string(),
+            (TrialState::Diverged, _) => {
+                format!("step {}", t.diverged_step.or(t.step).unwrap_or(0))
+            }
             (_, Some(step)) => match s.max_steps {
                 Some(m) => format!("{step}/{m}"),
                 None => format!("step {step}"),
             },
             _ => "-".to_string(),
         };
-        row.push(if t.state == "running" {
+        row.push(if t.state == TrialState::Running {
             format!("{progress} ({})", t.stage.as_deref().unwrap_or("starting"))
         } else {
             progress

@@ -10,6 +10,8 @@ use std::process::Stdio;
 
 use rustix::process::Signal;
 
+use smolsweep_config::ExitCode;
+
 use super::tail::EventTail;
 use super::{io_err, Ctx, RunError, TAIL_EVERY};
 use crate::locks;
@@ -19,6 +21,16 @@ use crate::store::Trial;
 pub(super) enum Exit {
     Code(i32),
     Signal(i32),
+}
+
+impl Exit {
+    /// What the status means in the trial process contract, if anything.
+    pub(super) fn contract(&self) -> Option<ExitCode> {
+        match self {
+            Exit::Code(c) => ExitCode::from_code(*c),
+            Exit::Signal(_) => None,
+        }
+    }
 }
 
 /// What to start, and where its standard streams go.

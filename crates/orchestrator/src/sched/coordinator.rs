@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use indicatif::ProgressBar;
 use serde_json::Value as Json;
+use smolsweep_config::TrialState;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -118,10 +119,7 @@ pub async fn run(spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunE
     });
 
     let all = store.trials().await?;
-    let finished = all
-        .iter()
-        .filter(|t| matches!(t.state.as_str(), "completed" | "diverged" | "failed"))
-        .count();
+    let finished = all.iter().filter(|t| t.state.is_final()).count();
     let progress = ProgressDisplay::new(all.len() as u64, finished as u64, opts.progress);
 
     let mut free: VecDeque<Slot> = slots.iter().cloned().collect();
@@ -188,7 +186,7 @@ pub async fn run(spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunE
                 };
                 running.retain(|&id| id != t.id);
                 let state = store.finish(t.id, &outcome, ctx.spec.resources.max_retries).await?;
-                let final_state = matches!(state, "completed" | "diverged" | "failed");
+                let final_state = state.is_final();
                 progress.trial_done(&bar, final_state);
                 progress.note(&describe(&t, &outcome, state));
                 if slot.index < slots.len() {
@@ -216,14 +214,14 @@ pub async fn run(spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunE
     interrupted |= *shutdown.borrow() > 0;
     store.release().await?;
     let trials = store.trials().await?;
-    let count = |s: &str| trials.iter().filter(|t| t.state == s).count();
+    let count = |s: TrialState| trials.iter().filter(|t| t.state == s).count();
     let summary = RunSummary {
         total: trials.len(),
         added,
-        completed: count("completed"),
-        diverged: count("diverged"),
-        failed: count("failed"),
-        pending: count("pending") + count("running"),
+        completed: count(TrialState::Completed),
+        diverged: count(TrialState::Diverged),
+        failed: count(TrialState::Failed),
+        pending: count(TrialState::Pending) + count(TrialState::Running),
         interrupted,
     };
     store
@@ -242,7 +240,7 @@ pub async fn run(spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunE
 async fn orphans(spec: &SweepSpec, store: &Store) -> Result<Vec<Trial>, RunError> {
     let mut adopt = Vec::new();
     for t in store.trials().await? {
-        if t.state != "running" {
+        if t.state != TrialState::Running {
             continue;
         }
         let lock_path = spec.output_dir.join(&t.dir).join("lock");
@@ -300,7 +298,7 @@ fn label_of(t: &Trial) -> String {
 }
 
 /// The line shown when a trial's run ends in `state`.
-fn describe(t: &Trial, outcome: &TrialOutcome, state: &str) -> String {
+fn describe(t: &Trial, outcome: &TrialOutcome, state: TrialState) -> String {
     let label = label_of(t);
     match outcome {
         TrialOutcome::Completed { .. } => format!("trial {} ({label}) completed", t.id),
@@ -309,7 +307,7 @@ fn describe(t: &Trial, outcome: &TrialOutcome, state: &str) -> String {
             t.id,
             step.map(|s| s.to_string()).unwrap_or_else(|| "?".into())
         ),
-        TrialOutcome::Failed { reason, .. } if state == "pending" => format!(
+        TrialOutcome::Failed { reason, .. } if state == TrialState::Pending => format!(
             "trial {} ({label}) failed (attempt {}), will retry: {reason}",
             t.id, t.attempt
         ),

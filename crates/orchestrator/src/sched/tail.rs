@@ -11,6 +11,8 @@ use indicatif::ProgressBar;
 use serde_json::Value as Json;
 
 use super::{io_err, RunError};
+use smolsweep_config::TrainEvent;
+
 use crate::store::{EventLine, Store};
 
 /// What the trial's own files say training has achieved.
@@ -37,22 +39,16 @@ pub(super) fn train_state(events: &Path) -> TrainState {
         return TrainState::Incomplete;
     }
     let mut state = TrainState::Incomplete;
-    for line in text.lines() {
-        let Ok(j) = serde_json::from_str::<Json>(line) else {
-            continue;
-        };
-        match j.get("event").and_then(Json::as_str) {
-            Some("done") => {
-                if let Some(e) = j.get("export").and_then(Json::as_str) {
-                    state = TrainState::Done {
-                        export: PathBuf::from(e),
-                    };
-                }
-            }
-            Some("diverged") => {
+    for event in text.lines().filter_map(TrainEvent::parse) {
+        match event {
+            TrainEvent::Done { export, .. } => state = TrainState::Done { export },
+            TrainEvent::Diverged {
+                step,
+                last_finite_loss,
+            } => {
                 state = TrainState::Diverged {
-                    step: j.get("step").and_then(Json::as_i64),
-                    last_finite_loss: j.get("last_finite_loss").and_then(Json::as_f64),
+                    step: Some(step as i64),
+                    last_finite_loss,
                 }
             }
             _ => {}
@@ -114,7 +110,7 @@ impl<'a> EventTail<'a> {
                 continue;
             }
             match serde_json::from_str::<Json>(s) {
-                Ok(json) if json.is_object() => lines.push(EventLine { json }),
+                Ok(json) if json.is_object() => lines.push(EventLine::new(json)),
                 _ => tracing::debug!(trial = self.trial_id, line = %s, "not an event line"),
             }
         }
@@ -129,13 +125,13 @@ impl<'a> EventTail<'a> {
 
     /// The trial's bar shows the last step and its loss.
     fn show_last_step(&self, lines: &[EventLine]) {
-        if let Some(last) = lines.iter().rev().find(|e| e.kind() == "step") {
-            if let Some(step) = last.json.get("step").and_then(Json::as_u64) {
-                self.bar.set_position(step);
-            }
-            if let Some(loss) = last.json.get("loss").and_then(Json::as_f64) {
-                self.bar.set_message(format!("loss {loss:.4}"));
-            }
+        let last = lines.iter().rev().find_map(|e| match e.event {
+            Some(TrainEvent::Step { step, loss, .. }) => Some((step, loss)),
+            _ => None,
+        });
+        if let Some((step, loss)) = last {
+            self.bar.set_position(step);
+            self.bar.set_message(format!("loss {loss:.4}"));
         }
     }
 }

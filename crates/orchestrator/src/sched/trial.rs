@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
 use serde_json::Value as Json;
+use smolsweep_config::ExitCode;
 
 use super::child::{append, log_reason, run_child, stop_signal, Child, Exit};
 use super::tail::{train_state, EventTail, TrainState};
@@ -225,9 +226,9 @@ impl Stage<'_> {
             let exit = run_child(self.ctx, self.trial, child, Some(&mut *events)).await?;
             trained_here = true;
             let stopping = self.ctx.shutdown_level() > 0;
-            let outcome = match exit {
-                Exit::Code(0) => continue,
-                Exit::Code(3) => match train_state(events.path()) {
+            let outcome = match (exit.contract(), exit) {
+                (Some(ExitCode::Done), _) => continue,
+                (Some(ExitCode::Diverged), _) => match train_state(events.path()) {
                     TrainState::Diverged {
                         step,
                         last_finite_loss,
@@ -240,14 +241,14 @@ impl Stage<'_> {
                         last_finite_loss: None,
                     },
                 },
-                Exit::Code(4) if stopping => interrupted("stopped at a checkpoint"),
-                Exit::Signal(_) if stopping => interrupted("killed"),
-                Exit::Code(c) => TrialOutcome::Failed {
+                (Some(ExitCode::Stopped), _) if stopping => interrupted("stopped at a checkpoint"),
+                (_, Exit::Signal(_)) if stopping => interrupted("killed"),
+                (_, Exit::Code(c)) => TrialOutcome::Failed {
                     stage: "train".into(),
                     exit_status: Some(c as i64),
                     reason: format!("train exited with status {c}: {}", log_reason(&log)),
                 },
-                Exit::Signal(s) => TrialOutcome::Failed {
+                (_, Exit::Signal(s)) => TrialOutcome::Failed {
                     stage: "train".into(),
                     exit_status: Some(128 + s as i64),
                     reason: format!("train killed by signal {s}: {}", log_reason(&log)),
@@ -287,17 +288,19 @@ impl Stage<'_> {
         let exit = run_child(self.ctx, self.trial, child, None).await?;
         let stopping = self.ctx.shutdown_level() > 0;
         Ok(match exit {
-            Exit::Code(0) => match read_results(&results) {
-                Some(doc) => completed(doc),
-                None => TrialOutcome::Failed {
-                    stage: "eval".into(),
-                    exit_status: Some(0),
-                    reason: format!(
-                        "eval exited 0 but {} is missing or not JSON",
-                        results.display()
-                    ),
-                },
-            },
+            Exit::Code(c) if ExitCode::from_code(c) == Some(ExitCode::Done) => {
+                match read_results(&results) {
+                    Some(doc) => completed(doc),
+                    None => TrialOutcome::Failed {
+                        stage: "eval".into(),
+                        exit_status: Some(0),
+                        reason: format!(
+                            "eval exited 0 but {} is missing or not JSON",
+                            results.display()
+                        ),
+                    },
+                }
+            }
             _ if stopping => interrupted("evaluation stopped"),
             Exit::Code(c) => TrialOutcome::Failed {
                 stage: "eval".into(),

@@ -4,18 +4,30 @@
 //! columns) so each lands exactly once.
 
 use serde_json::Value as Json;
+use smolsweep_config::TrainEvent;
 
 use super::{now, Store, StoreError};
 
-/// A trainer event line, as recorded.
+/// A line of a trial's event file, as recorded: the trainer's event when
+/// it is one (`event` None: a JSON object of some other program, logged
+/// as `train.unknown`), and the line as written, for the event log.
 #[derive(Debug, Clone)]
 pub struct EventLine {
+    pub event: Option<TrainEvent>,
     pub json: Json,
 }
 
 impl EventLine {
+    pub fn new(json: Json) -> Self {
+        EventLine {
+            event: serde_json::from_value(json.clone()).ok(),
+            json,
+        }
+    }
+
+    /// The event's name (`step`, `done`, ...), or `unknown`.
     pub fn kind(&self) -> &str {
-        self.json.get("event").and_then(Json::as_str).unwrap_or("")
+        self.event.as_ref().map_or("unknown", TrainEvent::name)
     }
 }
 
@@ -43,25 +55,31 @@ impl Store {
         let mut w = self.write().await?;
         let t = now();
         for ev in events {
-            let j = &ev.json;
-            let f = |k: &str| j.get(k).and_then(Json::as_f64);
-            let i = |k: &str| j.get(k).and_then(Json::as_i64);
-            match ev.kind() {
-                "step" => {
+            match &ev.event {
+                Some(TrainEvent::Step {
+                    step,
+                    epoch,
+                    loss,
+                    lr,
+                    grad_norm,
+                    tokens,
+                    tokens_per_s,
+                    elapsed_s,
+                }) => {
                     w.execute(
                         sqlx::query(
                             "INSERT OR REPLACE INTO steps (trial_id, step, epoch, loss, lr, grad_norm, tokens, tokens_per_s, elapsed_s, recorded_at) \
                              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         )
                         .bind(id)
-                        .bind(i("step").unwrap_or(0))
-                        .bind(f("epoch"))
-                        .bind(f("loss"))
-                        .bind(f("lr"))
-                        .bind(f("grad_norm"))
-                        .bind(i("tokens"))
-                        .bind(f("tokens_per_s"))
-                        .bind(f("elapsed_s"))
+                        .bind(*step as i64)
+                        .bind(epoch)
+                        .bind(loss)
+                        .bind(lr)
+                        .bind(grad_norm)
+                        .bind(*tokens as i64)
+                        .bind(tokens_per_s)
+                        .bind(elapsed_s)
                         .bind(t),
                     )
                     .await?;
@@ -69,36 +87,45 @@ impl Store {
                         sqlx::query(
                             "UPDATE trials SET step = ?, epoch = ?, last_loss = ?, tokens = ?, heartbeat_at = ? WHERE id = ?",
                         )
-                        .bind(i("step"))
-                        .bind(f("epoch"))
-                        .bind(f("loss"))
-                        .bind(i("tokens"))
+                        .bind(*step as i64)
+                        .bind(epoch)
+                        .bind(loss)
+                        .bind(*tokens as i64)
                         .bind(t)
                         .bind(id),
                     )
                     .await?;
                 }
-                kind => {
-                    if kind == "done" {
-                        w.execute(
-                            sqlx::query("UPDATE trials SET export_dir = ?, step = COALESCE(?, step), last_loss = COALESCE(?, last_loss) WHERE id = ?")
-                                .bind(j.get("export").and_then(Json::as_str))
-                                .bind(i("step"))
-                                .bind(f("loss"))
-                                .bind(id),
-                        )
-                        .await?;
-                    } else if kind == "diverged" {
-                        w.execute(
-                            sqlx::query("UPDATE trials SET diverged_step = ?, last_finite_loss = ? WHERE id = ?")
-                                .bind(i("step"))
-                                .bind(f("last_finite_loss"))
-                                .bind(id),
-                        )
-                        .await?;
+                other => {
+                    match other {
+                        Some(TrainEvent::Done {
+                            step, loss, export, ..
+                        }) => {
+                            w.execute(
+                                sqlx::query("UPDATE trials SET export_dir = ?, step = COALESCE(?, step), last_loss = COALESCE(?, last_loss) WHERE id = ?")
+                                    .bind(export.display().to_string())
+                                    .bind(*step as i64)
+                                    .bind(loss.is_finite().then_some(*loss))
+                                    .bind(id),
+                            )
+                            .await?;
+                        }
+                        Some(TrainEvent::Diverged {
+                            step,
+                            last_finite_loss,
+                        }) => {
+                            w.execute(
+                                sqlx::query("UPDATE trials SET diverged_step = ?, last_finite_loss = ? WHERE id = ?")
+                                    .bind(*step as i64)
+                                    .bind(last_finite_loss)
+                                    .bind(id),
+                            )
+                            .await?;
+                        }
+                        _ => {}
                     }
-                    let name = if kind.is_empty() { "unknown" } else { kind };
-                    w.log_event(Some(id), &format!("train.{name}"), j).await?;
+                    w.log_event(Some(id), &format!("train.{}", ev.kind()), &ev.json)
+                        .await?;
                 }
             }
         }

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::spec::SweepSpec;
+use smolsweep_config::TrialState;
 
 fn spec(d: &tempfile::TempDir) -> SweepSpec {
     std::fs::create_dir_all(d.path().join("model")).expect("mkdir");
@@ -14,9 +15,7 @@ fn spec(d: &tempfile::TempDir) -> SweepSpec {
 }
 
 fn line(text: &str) -> EventLine {
-    EventLine {
-        json: serde_json::from_str(text).expect("json"),
-    }
+    EventLine::new(serde_json::from_str(text).expect("json"))
 }
 
 async fn kinds(store: &Store) -> Vec<String> {
@@ -48,7 +47,7 @@ fn claim_record_finish_round_trip() {
         assert_eq!(store.ensure_sweep(&spec, 1).await.expect("sweep").1, 0);
 
         let a = store.claim(0, "0").await.expect("claim").expect("a trial");
-        assert_eq!(a.state, "running");
+        assert_eq!(a.state, TrialState::Running);
         assert_eq!(a.cuda_visible_devices.as_deref(), Some("0"));
         let b = store.claim(1, "1").await.expect("claim").expect("a trial");
         assert_ne!(a.id, b.id);
@@ -84,7 +83,7 @@ fn claim_record_finish_round_trip() {
         };
         assert_eq!(
             store.finish(a.id, &done, 1).await.expect("finish"),
-            "completed"
+            TrialState::Completed
         );
         assert_eq!(
             store.scores().await.expect("scores"),
@@ -102,13 +101,13 @@ fn claim_record_finish_round_trip() {
         };
         assert_eq!(
             store.finish(b.id, &failed, 1).await.expect("finish"),
-            "pending"
+            TrialState::Pending
         );
         let b = store.claim(1, "1").await.expect("claim").expect("retry");
         assert_eq!(b.attempt, 2);
         assert_eq!(
             store.finish(b.id, &failed, 1).await.expect("finish"),
-            "failed"
+            TrialState::Failed
         );
         assert_eq!(
             store.trial(b.id).await.expect("trial").error.as_deref(),
@@ -147,12 +146,15 @@ fn interrupted_and_recovered_trials_go_back_to_pending() {
         };
         assert_eq!(
             store.finish(a.id, &stop, 0).await.expect("finish"),
-            "pending"
+            TrialState::Pending
         );
         let a = store.claim(0, "").await.expect("claim").expect("again");
         assert_eq!(a.attempt, 1, "an interruption is not a new attempt");
         store.recover(a.id).await.expect("recover");
-        assert_eq!(store.trial(a.id).await.expect("trial").state, "pending");
+        assert_eq!(
+            store.trial(a.id).await.expect("trial").state,
+            TrialState::Pending
+        );
         let tail = kinds(&store).await;
         assert_eq!(
             tail[tail.len() - 3..],
@@ -160,4 +162,19 @@ fn interrupted_and_recovered_trials_go_back_to_pending() {
         );
         store.close().await;
     });
+}
+
+/// The enum's states are the database's: the CHECK constraint of the
+/// applied migration lists exactly the same words.
+#[test]
+fn trial_states_match_the_check_constraint() {
+    let sql = include_str!("../../../../migrations/0001_sweep_record.sql");
+    let at = sql.find("CHECK (state IN (").expect("the state CHECK");
+    let list = &sql[at + "CHECK (state IN (".len()..];
+    let list = &list[..list.find(')').expect("closing parenthesis")];
+    let words: Vec<&str> = list
+        .split(',')
+        .map(|w| w.trim().trim_matches('\''))
+        .collect();
+    assert_eq!(words, TrialState::NAMES);
 }

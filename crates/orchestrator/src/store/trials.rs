@@ -4,6 +4,7 @@
 //! (a retry, an interruption, a lost process).
 
 use serde_json::Value as Json;
+use smolsweep_config::TrialState;
 
 use super::results::{insert_scores, Score};
 use super::{now, Store, StoreError};
@@ -14,7 +15,7 @@ pub struct Trial {
     pub id: i64,
     pub point_key: String,
     pub dir: String,
-    pub state: String,
+    pub state: TrialState,
     pub stage: Option<String>,
     pub attempt: i64,
     pub slot: Option<i64>,
@@ -208,7 +209,7 @@ impl Store {
         id: i64,
         outcome: &TrialOutcome,
         max_retries: u32,
-    ) -> Result<&'static str, StoreError> {
+    ) -> Result<TrialState, StoreError> {
         let mut w = self.write().await?;
         let (attempt, claimed_at, stage): (i64, Option<f64>, Option<String>) =
             sqlx::query_as("SELECT attempt, claimed_at, stage FROM trials WHERE id = ?")
@@ -217,7 +218,7 @@ impl Store {
                 .await
                 .map_err(|e| w.err(e))?;
         let t = now();
-        let (state, record): (&'static str, Option<AttemptRecord>) = match outcome {
+        let (state, record): (TrialState, Option<AttemptRecord>) = match outcome {
             TrialOutcome::Completed {
                 results_json,
                 scores,
@@ -232,7 +233,7 @@ impl Store {
                 )
                 .await?;
                 insert_scores(&mut w, id, scores).await?;
-                ("completed", Some(("completed", Some(0), None)))
+                (TrialState::Completed, Some(("completed", Some(0), None)))
             }
             TrialOutcome::Diverged {
                 step,
@@ -250,7 +251,7 @@ impl Store {
                     .bind(id),
                 )
                 .await?;
-                ("diverged", Some(("diverged", Some(3), None)))
+                (TrialState::Diverged, Some(("diverged", Some(3), None)))
             }
             TrialOutcome::Failed {
                 stage: _,
@@ -260,12 +261,12 @@ impl Store {
                 let retry = attempt <= max_retries as i64;
                 let (state, sql) = if retry {
                     (
-                        "pending",
+                        TrialState::Pending,
                         "UPDATE trials SET state = 'pending', attempt = attempt + 1, pid = NULL, slot = NULL, ended_at = ?, exit_status = ?, error = ? WHERE id = ?",
                     )
                 } else {
                     (
-                        "failed",
+                        TrialState::Failed,
                         "UPDATE trials SET state = 'failed', pid = NULL, ended_at = ?, exit_status = ?, error = ? WHERE id = ?",
                     )
                 };
@@ -293,7 +294,7 @@ impl Store {
                     &serde_json::json!({ "reason": reason }),
                 )
                 .await?;
-                ("pending", None)
+                (TrialState::Pending, None)
             }
         };
         if let Some((outcome, exit, reason)) = record {
@@ -315,7 +316,7 @@ impl Store {
             w.log_event(
                 Some(id),
                 "finished",
-                &serde_json::json!({ "outcome": outcome, "attempt": attempt, "exit_status": exit, "reason": reason, "state": state }),
+                &serde_json::json!({ "outcome": outcome, "attempt": attempt, "exit_status": exit, "reason": reason, "state": state.as_str() }),
             )
             .await?;
         }
