@@ -58,8 +58,11 @@ fn claim_record_finish_round_trip() {
             .await
             .expect("spawned");
         let events = [
-            line(r#"{"event":"step","step":3,"loss":2.5,"epoch":0.5,"tokens":100}"#),
-            line(r#"{"event":"done","step":4,"loss":2.0,"export":"export"}"#),
+            line(
+                r#"{"event":"step","step":3,"loss":2.5,"epoch":0.5,"lr":1e-4,"grad_norm":1.0,
+                    "tokens":100,"tokens_per_s":10.0,"elapsed_s":10.0}"#,
+            ),
+            line(r#"{"event":"done","step":4,"loss":2.0,"export":"export","elapsed_s":11.0}"#),
         ];
         store
             .record_events(a.id, &events, 77)
