@@ -57,8 +57,39 @@ pub struct Gsm8kDoc {
 impl Gsm8kDoc {
     /// lm-eval's `doc_to_text`.
     pub fn text(&self) -> String {
-        format!("Question: {}\nAnswer:", self.question)
+        gsm8k_query(&self.question)
     }
+}
+
+// The queries below are plain string functions (no model, no tokenizer) so
+// that whatever writes training text for these tasks (the demo's generated
+// SFT data) builds it with the very prompts the evaluation uses.
+
+/// lm-eval's ARC `doc_to_text`.
+pub fn arc_query(question: &str) -> String {
+    format!("Question: {question}\nAnswer:")
+}
+
+/// lm-eval's PIQA `doc_to_text`.
+pub fn piqa_query(goal: &str) -> String {
+    format!("Question: {goal}\nAnswer:")
+}
+
+/// lm-eval's GSM8K `doc_to_text`.
+pub fn gsm8k_query(question: &str) -> String {
+    format!("Question: {question}\nAnswer:")
+}
+
+/// lm-eval's HellaSwag query:
+/// `preprocess(activity_label + ": " + ctx_a + " " + ctx_b.capitalize())`.
+pub fn hellaswag_query(activity_label: &str, ctx_a: &str, ctx_b: &str) -> String {
+    let ctx = format!("{ctx_a} {}", py_capitalize(ctx_b));
+    hellaswag_preprocess(&format!("{activity_label}: {ctx}"))
+}
+
+/// lm-eval's HellaSwag choice: `preprocess(ending)`.
+pub fn hellaswag_ending(ending: &str) -> String {
+    hellaswag_preprocess(ending)
 }
 
 /// An IFEval prompt.
@@ -242,7 +273,7 @@ pub fn mc_doc(task: TaskKind, index: usize, rec: &Record) -> Result<McDoc> {
                     format!("`{key}` is not one of the labels {labels:?}"),
                 )
             })?;
-            (format!("Question: {question}\nAnswer:"), text, gold)
+            (arc_query(&question), text, gold)
         }
         TaskKind::Hellaswag => {
             let label = r.str("activity_label")?;
@@ -252,16 +283,15 @@ pub fn mc_doc(task: TaskKind, index: usize, rec: &Record) -> Result<McDoc> {
             let endings = r.str_list("endings", endings)?;
             r.check_choices("endings", &endings)?;
             let gold = r.label("label", endings.len())?;
-            let ctx = format!("{ctx_a} {}", py_capitalize(&ctx_b));
-            let query = hellaswag_preprocess(&format!("{label}: {ctx}"));
-            let choices = endings.iter().map(|e| hellaswag_preprocess(e)).collect();
+            let query = hellaswag_query(&label, &ctx_a, &ctx_b);
+            let choices = endings.iter().map(|e| hellaswag_ending(e)).collect();
             (query, choices, gold)
         }
         TaskKind::Piqa => {
             let goal = r.str("goal")?;
             let choices = vec![r.str("sol1")?, r.str("sol2")?];
             let gold = r.label("label", 2)?;
-            (format!("Question: {goal}\nAnswer:"), choices, gold)
+            (piqa_query(&goal), choices, gold)
         }
         TaskKind::Gsm8k | TaskKind::Ifeval => {
             return Err(EvalError::Task {
