@@ -2,6 +2,7 @@
 //! the orchestrator (and by anyone piping `smolsweep train` into `jq`).
 
 use std::io::Write;
+use std::path::Path;
 
 use serde_json::{json, Value};
 
@@ -33,6 +34,7 @@ impl EventSink for VecEvents {
     }
 }
 
+/// One optimizer step done; `epoch` is fractional (epochs completed).
 #[allow(clippy::too_many_arguments)]
 pub fn step(
     step: u64,
@@ -46,4 +48,51 @@ pub fn step(
 ) -> Value {
     json!({"event": "step", "step": step, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm,
            "tokens": tokens, "tokens_per_s": tokens_per_s, "elapsed_s": elapsed_s})
+}
+
+/// A checkpoint of `step` steps was written to `path`.
+pub fn checkpoint(step: u64, path: &Path) -> Value {
+    json!({"event": "checkpoint", "step": step, "path": path})
+}
+
+/// Step `step` (1-based) gave a non-finite loss or gradient norm.
+pub fn diverged(step: u64, last_finite_loss: Option<f64>) -> Value {
+    json!({"event": "diverged", "step": step, "last_finite_loss": last_finite_loss})
+}
+
+/// Training finished and the model was exported to `export`.
+pub fn done(step: u64, loss: f64, export: &Path, elapsed_s: f64) -> Value {
+    json!({"event": "done", "step": step, "loss": loss, "export": export, "elapsed_s": elapsed_s})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The orchestrator and users' scripts read these lines: field names and
+    // order are an interface.
+    #[test]
+    fn event_lines_are_stable() {
+        let p = Path::new("/o/checkpoints/step-00000002");
+        assert_eq!(
+            step(2, 0.5, 1.25, 1e-3, 0.75, 640, 100.0, 6.5).to_string(),
+            r#"{"event":"step","step":2,"epoch":0.5,"loss":1.25,"lr":0.001,"grad_norm":0.75,"tokens":640,"tokens_per_s":100.0,"elapsed_s":6.5}"#
+        );
+        assert_eq!(
+            checkpoint(2, p).to_string(),
+            r#"{"event":"checkpoint","step":2,"path":"/o/checkpoints/step-00000002"}"#
+        );
+        assert_eq!(
+            diverged(3, Some(1.5)).to_string(),
+            r#"{"event":"diverged","step":3,"last_finite_loss":1.5}"#
+        );
+        assert_eq!(
+            diverged(1, None).to_string(),
+            r#"{"event":"diverged","step":1,"last_finite_loss":null}"#
+        );
+        assert_eq!(
+            done(4, f64::NAN, Path::new("/o/final"), 9.0).to_string(),
+            r#"{"event":"done","step":4,"loss":null,"export":"/o/final","elapsed_s":9.0}"#
+        );
+    }
 }
