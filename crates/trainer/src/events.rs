@@ -1,13 +1,15 @@
 //! The trainer's event stream: one JSON object per line on stdout, read by
-//! the orchestrator (and by anyone piping `smolsweep train` into `jq`).
+//! the orchestrator (and by anyone piping `smolsweep train` into `jq`). The
+//! events are `smolsweep-config`'s [`TrainEvent`]; this module writes them.
 
 use std::io::Write;
+use std::path::Path;
 
-use serde_json::{json, Value};
+pub use smolsweep_config::TrainEvent;
 
 /// Where events go.
 pub trait EventSink {
-    fn emit(&mut self, event: Value);
+    fn emit(&mut self, event: TrainEvent);
 }
 
 /// JSON lines on stdout, flushed per event so a reader sees them live.
@@ -15,24 +17,25 @@ pub trait EventSink {
 pub struct StdoutEvents;
 
 impl EventSink for StdoutEvents {
-    fn emit(&mut self, event: Value) {
+    fn emit(&mut self, event: TrainEvent) {
         let mut out = std::io::stdout().lock();
         // A closed pipe must not kill training; the checkpoint still lands.
-        let _ = writeln!(out, "{event}");
+        let _ = writeln!(out, "{}", event.to_line());
         let _ = out.flush();
     }
 }
 
 /// Collects events in memory (tests, in-process callers).
 #[derive(Debug, Default)]
-pub struct VecEvents(pub Vec<Value>);
+pub struct VecEvents(pub Vec<TrainEvent>);
 
 impl EventSink for VecEvents {
-    fn emit(&mut self, event: Value) {
+    fn emit(&mut self, event: TrainEvent) {
         self.0.push(event);
     }
 }
 
+/// One optimizer step done; `epoch` is fractional (epochs completed).
 #[allow(clippy::too_many_arguments)]
 pub fn step(
     step: u64,
@@ -43,7 +46,73 @@ pub fn step(
     tokens: u64,
     tokens_per_s: f64,
     elapsed_s: f64,
-) -> Value {
-    json!({"event": "step", "step": step, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm,
-           "tokens": tokens, "tokens_per_s": tokens_per_s, "elapsed_s": elapsed_s})
+) -> TrainEvent {
+    TrainEvent::Step {
+        step,
+        epoch,
+        loss,
+        lr,
+        grad_norm,
+        tokens,
+        tokens_per_s,
+        elapsed_s,
+    }
+}
+
+/// A checkpoint of `step` steps was written to `path`.
+pub fn checkpoint(step: u64, path: &Path) -> TrainEvent {
+    TrainEvent::Checkpoint {
+        step,
+        path: path.to_path_buf(),
+    }
+}
+
+/// Step `step` (1-based) gave a non-finite loss or gradient norm.
+pub fn diverged(step: u64, last_finite_loss: Option<f64>) -> TrainEvent {
+    TrainEvent::Diverged {
+        step,
+        last_finite_loss,
+    }
+}
+
+/// Training finished and the model was exported to `export`.
+pub fn done(step: u64, loss: f64, export: &Path, elapsed_s: f64) -> TrainEvent {
+    TrainEvent::Done {
+        step,
+        loss,
+        export: export.to_path_buf(),
+        elapsed_s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The orchestrator and users' scripts read these lines: field names and
+    // order are an interface.
+    #[test]
+    fn event_lines_are_stable() {
+        let p = Path::new("/o/checkpoints/step-00000002");
+        assert_eq!(
+            step(2, 0.5, 1.25, 1e-3, 0.75, 640, 100.0, 6.5).to_line(),
+            r#"{"event":"step","step":2,"epoch":0.5,"loss":1.25,"lr":0.001,"grad_norm":0.75,"tokens":640,"tokens_per_s":100.0,"elapsed_s":6.5}"#
+        );
+        assert_eq!(
+            checkpoint(2, p).to_line(),
+            r#"{"event":"checkpoint","step":2,"path":"/o/checkpoints/step-00000002"}"#
+        );
+        assert_eq!(
+            diverged(3, Some(1.5)).to_line(),
+            r#"{"event":"diverged","step":3,"last_finite_loss":1.5}"#
+        );
+        assert_eq!(
+            diverged(1, None).to_line(),
+            r#"{"event":"diverged","step":1,"last_finite_loss":null}"#
+        );
+        assert_eq!(
+            done(4, f64::NAN, Path::new("/o/final"), 9.0).to_line(),
+            r#"{"event":"done","step":4,"loss":null,"export":"/o/final","elapsed_s":9.0}"#
+        );
+    }
 }

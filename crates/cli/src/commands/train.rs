@@ -1,12 +1,14 @@
 //! `smolsweep train`: one SFT job from a trial TOML. The exit status
-//! tells the orchestrator how it ended: 0 done, 3 diverged, 4 stopped by
-//! SIGTERM/SIGINT (after a checkpoint), 1 any error.
+//! (`smolsweep_config::ExitCode`) tells the orchestrator how it ended: 0
+//! done, 3 diverged, 4 stopped by SIGTERM/SIGINT (after a checkpoint), 1
+//! any error.
 
 use std::io::IsTerminal;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use smolsweep_config::ExitCode;
 use smolsweep_trainer::events::StdoutEvents;
 use smolsweep_trainer::{Outcome, RunOptions, TrialConfig};
 
@@ -45,7 +47,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         }
     }
     match outcome.exit_code() {
-        0 => Ok(()),
-        code => Err(ExitStatus(code).into()),
+        ExitCode::Done => Ok(()),
+        code => Err(ExitStatus(code.code()).into()),
     }
 }

@@ -1,0 +1,47 @@
+//! `--dump-batches`: the micro-batches of the first steps as JSON lines
+//! (ids, targets, positions, whether packed), the input of the
+//! reference-loop parity script.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::batch::MicroBatch;
+use crate::error::{Result, TrainError};
+
+/// The dump file and how many steps go into it.
+pub(super) struct BatchDump {
+    file: std::fs::File,
+    steps: u64,
+}
+
+impl BatchDump {
+    /// Creates the file of `RunOptions::dump_batches`, if any.
+    pub(super) fn create(target: &Option<(PathBuf, u64)>) -> Result<Option<Self>> {
+        let Some((path, steps)) = target else {
+            return Ok(None);
+        };
+        let file = std::fs::File::create(path).map_err(|e| TrainError::io(path, e))?;
+        Ok(Some(BatchDump {
+            file,
+            steps: *steps,
+        }))
+    }
+
+    /// Writes one micro-batch of optimizer step `step` (0-based) if that
+    /// step is among the first `steps`.
+    pub(super) fn write(&mut self, step: u64, mb: &MicroBatch) -> Result<()> {
+        if step >= self.steps {
+            return Ok(());
+        }
+        let line = json!({
+            "step": step,
+            "ids": Vec::<Vec<i64>>::try_from(&mb.ids)?,
+            "targets": Vec::<i64>::try_from(&mb.targets)?,
+            "positions": Vec::<Vec<i64>>::try_from(&mb.positions)?,
+            "packed": mb.mask.is_some(),
+        });
+        writeln!(self.file, "{line}").map_err(|e| TrainError::Other(e.to_string()))
+    }
+}

@@ -1,0 +1,268 @@
+//! Everything a trial needs before its first step: the device and dtype,
+//! the model directory, tokenizer and chat template, the tokenised data
+//! (from the cache when it is there), the model, the optimizer, the step
+//! counts and the micro-batch size.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use smolsweep_model::llama::{AttnMask, InitMode};
+use smolsweep_model::{
+    resolve_device, resolve_kind, ChatTemplate, Llama, LlamaConfig, TextTokenizer,
+};
+use tch::{Device, Kind, Tensor};
+
+use super::fingerprint;
+use crate::batch::steps_per_epoch;
+use crate::config::{self, InitKind, MicroBatch, TrialConfig};
+use crate::data::{self, TokenizedData};
+use crate::error::Result;
+use crate::loss::{chunked_lm_loss, DEFAULT_CHUNK};
+use crate::optim::AdamW;
+
+/// A trial ready to train: what the loop reads, and the model and
+/// optimizer it updates.
+pub(super) struct Trainer<'a> {
+    pub cfg: &'a TrialConfig,
+    pub device: Device,
+    pub kind: Kind,
+    /// The model directory the weights and tokenizer came from.
+    pub model_dir: PathBuf,
+    pub template: Template,
+    pub pad: u32,
+    pub data: TokenizedData,
+    pub model: Llama,
+    pub opt: AdamW,
+    pub plan: Plan,
+    pub micro_batch_size: usize,
+    /// [`fingerprint`] of `cfg`, written into every checkpoint.
+    pub fingerprint: String,
+}
+
+/// The chat template the data is rendered with.
+pub(super) struct Template {
+    pub chat: ChatTemplate,
+    /// Its Jinja source: part of the tokenisation cache key, and written
+    /// into the exported tokenizer config.
+    pub source: String,
+    /// The model's own template, which the exported tokenizer files
+    /// already carry.
+    pub is_models_own: bool,
+}
+
+/// How many optimizer steps, and how they divide into epochs and warmup.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Plan {
+    /// Samples in the data.
+    pub samples: usize,
+    pub batch_size: usize,
+    pub per_epoch: u64,
+    pub total: u64,
+    pub warmup: u64,
+}
+
+impl<'a> Trainer<'a> {
+    pub(super) fn new(cfg: &'a TrialConfig) -> Result<Self> {
+        let (device, kind) = device_and_kind(cfg)?;
+        let model_dir = smolsweep_model::hf::resolve_model_dir(&cfg.model)?;
+        let tok = TextTokenizer::from_dir(&model_dir)?;
+        let template = template_for(cfg, &tok)?;
+        let data = load_data(cfg, &tok, &template)?;
+        let model = init_model(cfg, &model_dir, device, kind)?;
+        let opt = AdamW::new(
+            model.vs.variables().into_iter().collect(),
+            cfg.adam_beta1,
+            cfg.adam_beta2,
+            cfg.adam_eps,
+            cfg.weight_decay,
+        );
+        let plan = Plan::new(cfg, data.len());
+        let fingerprint = fingerprint(cfg);
+        let micro_batch_size = pick_micro_batch(cfg, &model);
+        Ok(Trainer {
+            cfg,
+            device,
+            kind,
+            model_dir,
+            template,
+            pad: tok.pad_id(),
+            data,
+            model,
+            opt,
+            plan,
+            micro_batch_size,
+            fingerprint,
+        })
+    }
+
+    pub(super) fn log_plan(&self) {
+        let p = &self.plan;
+        tracing::info!(
+            samples = p.samples, steps = p.total, warmup = p.warmup, batch_size = p.batch_size,
+            micro_batch_size = self.micro_batch_size, params = self.model.config.num_parameters(),
+            device = ?self.device, dtype = ?self.kind, "training"
+        );
+    }
+}
+
+impl Plan {
+    fn new(cfg: &TrialConfig, samples: usize) -> Self {
+        let batch_size = cfg.batch_size as usize;
+        let per_epoch = steps_per_epoch(samples, batch_size);
+        let mut total = ((cfg.epochs * per_epoch as f64).ceil() as u64).max(1);
+        if let Some(m) = cfg.max_steps {
+            total = total.min(m);
+        }
+        // As open-instruct: int(total * warmup_ratio).
+        let warmup = (total as f64 * cfg.warmup_ratio) as u64;
+        Plan {
+            samples,
+            batch_size,
+            per_epoch,
+            total,
+            warmup,
+        }
+    }
+}
+
+fn device_and_kind(cfg: &TrialConfig) -> Result<(Device, Kind)> {
+    let device = resolve_device(cfg.device)?;
+    let kind = resolve_kind(cfg.dtype, device);
+    Ok((device, kind))
+}
+
+fn template_for(cfg: &TrialConfig, tok: &TextTokenizer) -> Result<Template> {
+    let (chat, source, is_models_own) = match cfg.chat_template {
+        config::ChatTemplate::Model => (
+            tok.model_chat_template()?,
+            tok.chat_template.clone().unwrap_or_default(),
+            true,
+        ),
+        config::ChatTemplate::Tulu => (
+            ChatTemplate::builtin("tulu")?,
+            smolsweep_model::chat::TULU_TEMPLATE.to_owned(),
+            false,
+        ),
+        config::ChatTemplate::Chatml => (
+            ChatTemplate::builtin("chatml")?,
+            smolsweep_model::chat::CHATML_TEMPLATE.to_owned(),
+            false,
+        ),
+    };
+    Ok(Template {
+        chat,
+        source,
+        is_models_own,
+    })
+}
+
+fn load_data(cfg: &TrialConfig, tok: &TextTokenizer, template: &Template) -> Result<TokenizedData> {
+    let key = data::cache_key(&cfg.data, tok, &template.source, cfg.max_seq_len)?;
+    let path = cfg.cache_dir().join(format!("tokenized-{key}.bin"));
+    if let Some(d) = data::load_cache(&path) {
+        tracing::info!(cache = %path.display(), samples = d.len(), "tokenised data from cache");
+        return Ok(d);
+    }
+    let t = Instant::now();
+    let records = data::read_records(&cfg.data)?;
+    let d = data::tokenize(&records, tok, &template.chat, cfg.max_seq_len)?;
+    let s = &d.stats;
+    tracing::info!(
+        rows = s.rows,
+        samples = s.samples,
+        skipped_no_assistant = s.skipped_no_assistant,
+        skipped_truncated_away = s.skipped_truncated_away,
+        truncated = s.truncated,
+        tokens = s.tokens,
+        label_tokens = s.label_tokens,
+        secs = format!("{:.1}", t.elapsed().as_secs_f64()),
+        "tokenised"
+    );
+    if let Err(e) = data::save_cache(&path, &d) {
+        tracing::warn!("could not write the tokenisation cache: {e}");
+    }
+    Ok(d)
+}
+
+fn init_model(
+    cfg: &TrialConfig,
+    dir: &std::path::Path,
+    device: Device,
+    kind: Kind,
+) -> Result<Llama> {
+    let mcfg = LlamaConfig::from_file(&dir.join("config.json"))?;
+    Ok(match cfg.init {
+        InitKind::Pretrained => {
+            let m = Llama::new(mcfg, device, kind, InitMode::Empty)?;
+            smolsweep_model::hf::load_weights(&m, dir)?;
+            m
+        }
+        InitKind::Random => Llama::new(
+            mcfg,
+            device,
+            kind,
+            InitMode::Random {
+                seed: cfg.seed as i64,
+            },
+        )?,
+    })
+}
+
+/// `micro_batch_size`: the configured value, or the largest power of two
+/// (at most `batch_size`) whose forward+backward at full length fits. On the
+/// CPU, where memory is not the limit but cache is, at most 16k tokens.
+fn pick_micro_batch(cfg: &TrialConfig, model: &Llama) -> usize {
+    let bs = cfg.batch_size as usize;
+    let cap = match cfg.micro_batch_size {
+        MicroBatch::Fixed(m) => return (m as usize).min(bs),
+        MicroBatch::Auto => bs,
+    };
+    let len = cfg.max_seq_len;
+    let mut m = cap.next_power_of_two().min(cap.max(1));
+    if model.device() == Device::Cpu {
+        while m > 1 && m * len > 16_384 {
+            m /= 2;
+        }
+        return m;
+    }
+    // CUDA: try the real thing, halving on failure (out of memory).
+    while m > 1 {
+        let ok = try_forward_backward(model, m, len);
+        for (_, v) in model.vs.variables() {
+            let mut v = v;
+            v.zero_grad();
+        }
+        if ok.is_ok() {
+            break;
+        }
+        m /= 2;
+    }
+    tracing::info!(micro_batch_size = m, "auto micro-batch size");
+    m
+}
+
+/// One forward and backward of `rows` sequences of `len` tokens; an error
+/// is what running out of device memory looks like.
+fn try_forward_backward(
+    model: &Llama,
+    rows: usize,
+    len: usize,
+) -> std::result::Result<(), tch::TchError> {
+    let x = Tensor::zeros([rows as i64, len as i64], (Kind::Int64, model.device()));
+    let pos = Tensor::arange(len as i64, (Kind::Int64, model.device()))
+        .unsqueeze(0)
+        .expand([rows as i64, len as i64], false);
+    let h = model
+        .forward_hidden(&x, &pos, AttnMask::Causal, None)
+        .map_err(|e| tch::TchError::Torch(e.to_string()))?;
+    let y = x.flatten(0, -1);
+    let (_, s) = chunked_lm_loss(
+        &h.flatten(0, 1),
+        model.lm_head_weight(),
+        &y,
+        1.0,
+        DEFAULT_CHUNK,
+    )
+    .map_err(|e| tch::TchError::Torch(e.to_string()))?;
+    s.f_backward()
+}

@@ -1,0 +1,127 @@
+//! One optimizer step: its micro-batches run forward and backward, their
+//! gradients accumulating in the parameters; then the divergence check,
+//! gradient clipping, the scheduled learning rate and the AdamW update.
+
+use smolsweep_model::llama::AttnMask;
+
+use super::dump::BatchDump;
+use super::setup::Trainer;
+use crate::batch::{micro_batches, step_samples, MicroBatch};
+use crate::config::LossReduction;
+use crate::error::Result;
+use crate::loss::{chunked_lm_loss, DEFAULT_CHUNK};
+use crate::optim::lr_at;
+
+/// The per-epoch sample order last drawn, kept between steps so it is
+/// drawn once per epoch.
+pub(super) type OrderCache = Option<(u64, Vec<usize>)>;
+
+/// What the forward and backward passes of one step gave.
+pub(super) struct Accumulated {
+    pub epoch: u64,
+    /// The step's loss, as the loss reduction weighs its micro-batches.
+    pub loss: f64,
+    /// Real (non-pad) tokens seen.
+    pub tokens: u64,
+}
+
+/// An applied update.
+pub(super) struct Update {
+    pub lr: f64,
+    pub grad_norm: f64,
+}
+
+impl Trainer<'_> {
+    /// Forward and backward over every micro-batch of optimizer step
+    /// `step` (0-based), leaving the step's gradient in the parameters.
+    pub(super) fn accumulate(
+        &self,
+        step: u64,
+        order: &mut OrderCache,
+        dump: &mut Option<BatchDump>,
+    ) -> Result<Accumulated> {
+        let (epoch, mbatches) = self.micro_batches(step, order);
+        let step_labels: i64 = mbatches.iter().map(|m| m.label_tokens).sum();
+        let mut acc = Accumulated {
+            epoch,
+            loss: 0.0,
+            tokens: 0,
+        };
+        for mb in &mbatches {
+            if let Some(d) = dump.as_mut() {
+                d.write(step, mb)?;
+            }
+            acc.tokens += mb.tokens as u64;
+            if mb.label_tokens == 0 {
+                continue;
+            }
+            let scale = self.loss_scale(mb, step_labels, mbatches.len());
+            acc.loss += self.forward_backward(mb, scale)?;
+        }
+        Ok(acc)
+    }
+
+    fn micro_batches(&self, step: u64, order: &mut OrderCache) -> (u64, Vec<MicroBatch>) {
+        let (p, cfg) = (&self.plan, self.cfg);
+        let (epoch, samples) = step_samples(p.samples, p.batch_size, cfg.seed, step, order);
+        let mbatches = micro_batches(
+            &self.data,
+            &samples,
+            self.micro_batch_size,
+            cfg.packing,
+            cfg.max_seq_len,
+            self.pad,
+            self.device,
+        );
+        (epoch, mbatches)
+    }
+
+    /// The weight of one micro-batch's summed token loss in the step's loss.
+    fn loss_scale(&self, mb: &MicroBatch, step_labels: i64, n_micro: usize) -> f64 {
+        match self.cfg.loss_reduction {
+            // Every token of the effective batch weighs the same.
+            LossReduction::Sum => 1.0 / step_labels as f64,
+            // Each micro-batch's mean, averaged over micro-batches.
+            LossReduction::Mean => 1.0 / (mb.label_tokens as f64 * n_micro as f64),
+        }
+    }
+
+    /// Forward and backward of one micro-batch, its loss weighted by
+    /// `scale`; returns its share of the step's loss.
+    fn forward_backward(&self, mb: &MicroBatch, scale: f64) -> Result<f64> {
+        let mask = mb
+            .mask
+            .as_ref()
+            .map_or(AttnMask::Causal, AttnMask::Explicit);
+        let hidden = self
+            .model
+            .forward_hidden(&mb.ids, &mb.positions, mask, None)?;
+        // Only labelled positions reach the LM head.
+        let d = hidden.size()[2];
+        let sel = mb.targets.ne(-100).nonzero().squeeze_dim(1);
+        let h = hidden.view([-1, d]).index_select(0, &sel);
+        let y = mb.targets.index_select(0, &sel);
+        let (loss_sum, surrogate) =
+            chunked_lm_loss(&h, self.model.lm_head_weight(), &y, scale, DEFAULT_CHUNK)?;
+        surrogate.f_backward()?;
+        Ok(loss_sum * scale)
+    }
+
+    /// Applies the accumulated gradient as optimizer step `step` (0-based)
+    /// and clears it. `None`, with nothing applied, when the step's loss or
+    /// gradient norm is not finite: the run has diverged.
+    pub(super) fn optimizer_step(&mut self, step: u64, loss: f64) -> Option<Update> {
+        let grad_norm = self.opt.grad_norm();
+        if !loss.is_finite() || !grad_norm.is_finite() {
+            return None;
+        }
+        if let Some(c) = self.cfg.grad_clip {
+            self.opt.clip(grad_norm, c);
+        }
+        let p = &self.plan;
+        let lr = lr_at(self.cfg.lr, self.cfg.schedule, step, p.warmup, p.total);
+        self.opt.step(lr);
+        self.opt.zero_grad();
+        Some(Update { lr, grad_norm })
+    }
+}
