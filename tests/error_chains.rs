@@ -46,12 +46,14 @@ fn a_model_directory_without_config_json_is_reported_once_by_generate() {
 }
 
 /// The trainer wraps the model crate's error: the wrapper adds nothing to
-/// the message, so the model's text still appears once.
+/// the message, so the model's text appears once. A hub cache folder with
+/// no usable snapshot passes the trial file's checks and fails in the
+/// model crate.
 #[test]
-fn a_model_directory_without_config_json_is_reported_once_by_train() {
+fn a_hub_cache_folder_without_a_snapshot_is_reported_once_by_train() {
     let dir = tempfile::tempdir().expect("tmp");
-    let model = dir.path().join("model");
-    std::fs::create_dir(&model).expect("mkdir");
+    let model = dir.path().join("models--Org--Tiny");
+    std::fs::create_dir_all(model.join("snapshots")).expect("mkdir");
     let data = dir.path().join("sft.jsonl");
     std::fs::write(
         &data,
@@ -66,8 +68,8 @@ fn a_model_directory_without_config_json_is_reported_once_by_train() {
         cfg.to_str().expect("path"),
         "--no-progress",
     ]);
-    assert!(err.contains(model.to_str().expect("path")), "{err}");
-    assert_once(&err, "no config.json");
+    assert!(err.contains("models--Org--Tiny"), "{err}");
+    assert_once(&err, "without a snapshot that has config.json");
 }
 
 fn trial_toml(model: &Path, data: &Path, out: &Path) -> String {
