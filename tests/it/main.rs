@@ -12,6 +12,7 @@ mod common;
 mod orchestrator_helpers;
 
 mod demo_e2e;
+mod error_chains;
 mod eval_bad_inputs;
 mod eval_ifeval_e2e;
 mod eval_reference;

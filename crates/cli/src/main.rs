@@ -26,6 +26,9 @@ fn main() -> std::process::ExitCode {
         Err(e) => match e.downcast_ref::<commands::ExitStatus>() {
             Some(status) => std::process::ExitCode::from(status.0),
             None => {
+                // The whole chain on one line, each link once (no error
+                // message repeats its source): the orchestrator takes the
+                // last `error` line of a trial's log as its failure reason.
                 eprintln!("error: {e:#}");
                 std::process::ExitCode::FAILURE
             }

@@ -17,9 +17,12 @@ use serde_json::{Map, Value};
 /// One row: column name -> value.
 pub type Row = Map<String, Value>;
 
+/// A dataset that could not be read. Messages name the file (and line);
+/// an I/O cause is the next link of the chain, never repeated in the
+/// message.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]

@@ -272,9 +272,9 @@ mod tests {
             "{e}"
         );
         write(&d.path().join("piqa/train.jsonl"), "{\"goal\": \"g\"}\n");
-        let e = load_task(&"piqa".parse().expect("spec"), &sources, None)
-            .expect_err("no split")
-            .to_string();
+        let e = crate::error::chain_text(
+            &load_task(&"piqa".parse().expect("spec"), &sources, None).expect_err("no split"),
+        );
         assert!(e.contains("task piqa") && e.contains("validation"), "{e}");
         let file = d.path().join("gsm.jsonl");
         write(&file, "{\"question\": \"q\", \"answer\": \"#### 1\"}\n");

@@ -1,5 +1,6 @@
 //! The error type of the benchmarks: every message names the task and,
-//! for bad data, the file, the row and the field.
+//! for bad data, the file, the row and the field. A message never repeats
+//! its source; the binary prints the whole chain once.
 
 use std::path::PathBuf;
 
@@ -10,7 +11,7 @@ use smolsweep_model::ModelError;
 pub enum EvalError {
     #[error("unknown task `{0}` (known: arc_easy, arc_challenge, hellaswag, piqa, gsm8k, ifeval)")]
     UnknownTask(String),
-    #[error("task {task}: {source}")]
+    #[error("task {task}")]
     Dataset {
         task: String,
         #[source]
@@ -35,8 +36,18 @@ pub enum EvalError {
     Engine(String),
     #[error(transparent)]
     Model(#[from] ModelError),
-    #[error("libtorch: {0}")]
+    #[error("libtorch")]
     Torch(#[from] tch::TchError),
 }
 
 pub type Result<T, E = EvalError> = std::result::Result<T, E>;
+
+/// `err` and every source below it, joined with ": " as the binary prints
+/// them: a message never repeats its source, so tests read the whole chain.
+#[cfg(test)]
+pub(crate) fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+    std::iter::successors(Some(err), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
+}

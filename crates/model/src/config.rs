@@ -265,9 +265,7 @@ mod tests {
             r#"{"vocab_size": 10, "intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2}"#,
         )
         .expect("write");
-        let err = LlamaConfig::from_file(&path)
-            .expect_err("must fail")
-            .to_string();
+        let err = crate::error::chain_text(&LlamaConfig::from_file(&path).expect_err("must fail"));
         assert!(err.contains("config.json"), "{err}");
         assert!(err.contains("hidden_size"), "{err}");
     }

@@ -1,6 +1,9 @@
 //! The one error type of the model crate: every variant names the file and,
 //! where there is one, the tensor or field that was wrong, because a user
 //! with a broken checkpoint needs to know where to look.
+//!
+//! A message never repeats its source (the OS or JSON error): the source
+//! stays the next link of the chain, which the binary prints once.
 
 use std::path::PathBuf;
 
@@ -9,13 +12,13 @@ pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Json {
         path: PathBuf,
         #[source]
@@ -62,7 +65,7 @@ pub enum ModelError {
     Device { spec: String, msg: String },
     #[error("generation: {0}")]
     Generate(String),
-    #[error("libtorch: {0}")]
+    #[error("libtorch")]
     Torch(#[from] tch::TchError),
 }
 
@@ -73,4 +76,14 @@ impl ModelError {
             source,
         }
     }
+}
+
+/// `err` and every source below it, joined with ": " as the binary prints
+/// them: a message never repeats its source, so tests read the whole chain.
+#[cfg(test)]
+pub(crate) fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+    std::iter::successors(Some(err), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }

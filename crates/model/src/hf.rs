@@ -13,6 +13,7 @@ use tch::{Device, Kind, Tensor};
 use crate::config::LlamaConfig;
 use crate::device::{resolve_device, resolve_kind, DType, DeviceSpec};
 use crate::error::{ModelError, Result};
+use crate::files::write_json;
 use crate::llama::{InitMode, Llama};
 use crate::tokenizer::TextTokenizer;
 
@@ -233,12 +234,6 @@ pub fn torch_dtype_name(kind: Kind) -> &'static str {
     }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| ModelError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
-}
-
 /// Writes named tensors to a safetensors file atomically (a temporary
 /// file renamed into place), converting to `kind` when given.
 pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)], kind: Option<Kind>) -> Result<()> {
@@ -312,15 +307,6 @@ pub fn save_weights_and_config(model: &Llama, dir: &Path, kind: Kind) -> Result<
         "pad_token_id": c.pad_token_id,
     });
     write_json(&dir.join("generation_config.json"), &gen)
-}
-
-pub(crate) fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(v).map_err(|source| ModelError::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    text.push('\n');
-    write_atomic(path, text.as_bytes())
 }
 
 /// A model directory loaded for use: network, tokenizer and where it came from.

@@ -10,6 +10,7 @@ pub mod chat;
 pub mod config;
 pub mod device;
 pub mod error;
+mod files;
 pub mod generate;
 pub mod gguf;
 pub mod hf;

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::chat::ChatTemplate;
 use crate::error::{ModelError, Result};
+use crate::files::write_json;
 
 /// A loaded tokenizer with its special tokens and chat template.
 #[derive(Debug)]
@@ -296,8 +297,8 @@ pub fn write_byte_level_tokenizer(dir: &Path) -> Result<()> {
         .collect();
     vocab.extend(BYTE_LEVEL_SPECIALS.iter().map(|s| (*s).to_owned()));
     let json = bpe_tokenizer_json(&vocab, &[], &added, PreTokenizer::SmolLm);
-    crate::hf::write_json(&dir.join("tokenizer.json"), &json)?;
-    crate::hf::write_json(
+    write_json(&dir.join("tokenizer.json"), &json)?;
+    write_json(
         &dir.join("tokenizer_config.json"),
         &serde_json::json!({
             "bos_token": "<|im_start|>",

@@ -80,25 +80,28 @@ pub struct ReportInput {
     pub expected_points: usize,
 }
 
+/// What went wrong rendering a report. Messages name the file; an I/O,
+/// PNG or JSON cause is the next link of the chain, never repeated in the
+/// message.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("invalid report input: {0}")]
     Input(String),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error("{path}: drawing failed: {message}")]
     Draw { path: PathBuf, message: String },
-    #[error("{path}: writing PNG: {source}")]
+    #[error("{path}: writing PNG")]
     Png {
         path: PathBuf,
         source: png::EncodingError,
     },
     #[error("the embedded font (DejaVu Sans) could not be loaded")]
     Font,
-    #[error("{path}: writing JSON: {source}")]
+    #[error("{path}: writing JSON")]
     Json {
         path: PathBuf,
         source: serde_json::Error,

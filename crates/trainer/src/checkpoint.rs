@@ -115,13 +115,14 @@ pub fn load(dir: &Path) -> Result<(TrainerState, StateTensors)> {
     let state: TrainerState =
         serde_json::from_str(&text).map_err(|e| bad(format!("trainer_state.json: {e}")))?;
     let st = dir.join("state.safetensors");
-    let sum = sha256_file(&st).map_err(|e| bad(e.to_string()))?;
+    let sum = sha256_file(&st).map_err(|e| bad(crate::error::chain_text(&e)))?;
     if sum != state.state_sha256 {
         return Err(bad(
             "state.safetensors does not match its checksum (corrupt)".into(),
         ));
     }
-    let tensors = smolsweep_model::hf::read_tensors(&st).map_err(|e| bad(e.to_string()))?;
+    let tensors =
+        smolsweep_model::hf::read_tensors(&st).map_err(|e| bad(crate::error::chain_text(&e)))?;
     Ok((state, tensors))
 }
 
@@ -131,7 +132,7 @@ pub fn load_latest(output_dir: &Path) -> Option<(PathBuf, TrainerState, StateTen
     for dir in list(output_dir).into_iter().rev() {
         match load(&dir) {
             Ok((s, t)) => return Some((dir, s, t)),
-            Err(e) => tracing::warn!("skipping checkpoint: {e}"),
+            Err(e) => tracing::warn!("skipping checkpoint: {}", crate::error::chain_text(&e)),
         }
     }
     None

@@ -1,5 +1,8 @@
 //! The trainer's error type. Messages name the file and the key, line or
-//! data row, so a user can fix the input without reading code.
+//! data row, so a user can fix the input without reading code. A message
+//! never repeats its source (a wrapper of another crate's error is
+//! transparent); the binary prints the whole chain once, so a caller that
+//! shows one of these errors itself should walk its sources.
 
 use std::path::PathBuf;
 
@@ -7,7 +10,7 @@ pub type Result<T, E = TrainError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -18,13 +21,13 @@ pub enum TrainError {
     Config(#[from] smolsweep_config::ConfigError),
     #[error("{location}: {msg}")]
     Data { location: String, msg: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Dataset(#[from] smolsweep_datasets::DatasetError),
-    #[error("{0}")]
+    #[error(transparent)]
     Model(#[from] smolsweep_model::ModelError),
     #[error("checkpoint {path}: {msg}")]
     Checkpoint { path: PathBuf, msg: String },
-    #[error("libtorch: {0}")]
+    #[error("libtorch")]
     Torch(#[from] tch::TchError),
     #[error("{0}")]
     Other(String),
@@ -37,4 +40,13 @@ impl TrainError {
             source,
         }
     }
+}
+
+/// `err` and every source below it, joined with ": " as the binary prints
+/// them, for callers that log or embed an error themselves.
+pub fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+    std::iter::successors(Some(err), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }

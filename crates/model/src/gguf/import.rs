@@ -11,7 +11,8 @@ use tch::{Device, Kind, Tensor};
 use super::{GgufFile, MetaValue};
 use crate::config::{LlamaConfig, TokenIds};
 use crate::error::{ModelError, Result};
-use crate::hf::{save_weights_and_config, write_json};
+use crate::files::write_json;
+use crate::hf::save_weights_and_config;
 use crate::llama::{InitMode, Llama};
 use crate::tokenizer::{bpe_tokenizer_json, AddedToken, PreTokenizer, TextTokenizer};
 

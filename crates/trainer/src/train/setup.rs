@@ -179,7 +179,10 @@ fn load_data(cfg: &TrialConfig, tok: &TextTokenizer, template: &Template) -> Res
         "tokenised"
     );
     if let Err(e) = data::save_cache(&path, &d) {
-        tracing::warn!("could not write the tokenisation cache: {e}");
+        tracing::warn!(
+            "could not write the tokenisation cache: {}",
+            crate::error::chain_text(&e)
+        );
     }
     Ok(d)
 }
