@@ -7,7 +7,7 @@
 //! (the CPU, in tests), but each slot gets its own CUDA_VISIBLE_DEVICES, so
 //! fan-out can be exercised on a machine without GPUs.
 
-use crate::spec::{Gpus, Resources};
+use smolsweep_config::sweep::{Gpus, Resources};
 
 /// The environment variable that simulates GPUs for fan-out tests.
 pub const SIMULATE_ENV: &str = "SMOLSWEEP_SIMULATE_GPUS";
@@ -151,5 +151,20 @@ mod tests {
             ..r
         };
         assert!(slots(&bad, &[0], "f").is_err());
+    }
+
+    /// `gpus = []` is "CPU only, even on a GPU machine": CPU slots whose
+    /// CUDA_VISIBLE_DEVICES is empty, so a trial's `device = "auto"` sees
+    /// no GPU.
+    #[test]
+    fn an_empty_gpu_list_means_cpu_only() {
+        let r = Resources {
+            gpus: Gpus::List(vec![]),
+            slots_per_gpu: 2,
+            max_retries: 0,
+        };
+        let s = slots(&r, &[0, 1, 2, 3], "f").expect("slots");
+        assert_eq!(s.len(), 2);
+        assert!(s.iter().all(|s| s.cuda_visible_devices.is_empty()));
     }
 }

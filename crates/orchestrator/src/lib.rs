@@ -1,9 +1,9 @@
-//! The sweep orchestrator: a TOML grid of trials, a SQLite record of
-//! everything they do, and a scheduler that fans them out over GPU slots as
-//! child processes and resumes after any interruption (DESIGN.md sections 2
-//! and 8).
+//! The sweep orchestrator: a SQLite record of everything a sweep's trials
+//! do, and a scheduler that fans them out over GPU slots as child processes
+//! and resumes after any interruption (docs/architecture.md, "Data flow"
+//! and "Reliability rules"). The sweep spec it runs, with all of its
+//! validation, is `smolsweep_config::SweepSpec`.
 //!
-//! - [`spec`]: the sweep TOML, validated entirely before anything runs;
 //! - [`store`]: the SQLite record (sqlx, `migrations/`);
 //! - [`sched`]: the scheduler, the trial lifecycle and resume;
 //! - [`locks`]: one orchestrator per sweep, one process per trial;
@@ -16,8 +16,7 @@ pub mod locks;
 pub mod progress;
 pub mod sched;
 pub mod snapshot;
-pub mod spec;
 pub mod store;
 
 pub use sched::{run, RunError, RunSummary, SweepOptions};
-pub use spec::{SpecError, SweepSpec};
+pub use smolsweep_config::SweepSpec;

@@ -10,8 +10,9 @@ use serde_json::{json, Value as Json};
 use smolsweep_config::TrialState;
 
 use crate::locks;
-use crate::spec::{format_float, SweepSpec};
 use crate::store::{now, Score, Store, StoreError, Trial};
+use smolsweep_config::value::format_float;
+use smolsweep_config::SweepSpec;
 
 /// A trial's row as status and export see it.
 #[derive(Debug, Clone)]
@@ -312,7 +313,7 @@ pub fn render_csv(spec: &SweepSpec, s: &Snapshot) -> String {
             row.push(
                 spec.train
                     .get(k)
-                    .map(|v| json_text(&crate::spec::to_json(v)))
+                    .map(|v| json_text(&smolsweep_config::value::to_json(v)))
                     .unwrap_or_default(),
             );
         }

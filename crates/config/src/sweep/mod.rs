@@ -368,6 +368,13 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_gpu_list_is_accepted() {
+        let d = fixture();
+        let s = parse(&d, "lr = 1e-4\n[resources]\ngpus = []\n").expect("valid");
+        assert_eq!(s.resources.gpus, Gpus::List(vec![]));
+    }
+
+    #[test]
     fn a_grid_point_is_a_trial() {
         let d = fixture();
         let s = parse(

@@ -19,8 +19,8 @@ use super::{chain, io_err, trial, Ctx, RunError};
 use crate::gpu::{self, Slot};
 use crate::locks::{self, OrchestratorLock};
 use crate::progress::ProgressDisplay;
-use crate::spec::SweepSpec;
 use crate::store::{Store, Trial, TrialOutcome};
+use smolsweep_config::SweepSpec;
 
 /// How often the orchestrator and its trials prove they are alive.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
@@ -285,7 +285,9 @@ fn label_of(t: &Trial) -> String {
             m.iter()
                 .map(|(k, v)| match v {
                     Json::Number(n) => match n.as_f64() {
-                        Some(f) if !n.is_i64() => format!("{k}={}", crate::spec::format_float(f)),
+                        Some(f) if !n.is_i64() => {
+                            format!("{k}={}", smolsweep_config::value::format_float(f))
+                        }
                         _ => format!("{k}={n}"),
                     },
                     Json::String(s) => format!("{k}={s}"),

@@ -36,9 +36,9 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::watch;
 
-use crate::spec::SweepSpec;
 use crate::store::{Store, StoreError};
 use crate::{gpu, locks};
+use smolsweep_config::SweepSpec;
 
 pub use coordinator::{run, RunSummary, SweepOptions};
 

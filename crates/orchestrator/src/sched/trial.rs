@@ -18,8 +18,9 @@ use super::tail::{train_state, EventTail, TrainState};
 use super::{io_err, Ctx, RunError, TAIL_EVERY};
 use crate::gpu::Slot;
 use crate::locks;
-use crate::spec::{point_label, value_text, Point};
 use crate::store::{flatten_results, now, Trial, TrialOutcome};
+use smolsweep_config::sweep::{point_label, Point};
+use smolsweep_config::value::value_text;
 
 /// The grid point of a trial row, as spec values.
 pub(super) fn point_of(t: &Trial) -> Point {

@@ -3,7 +3,7 @@
 //!
 //! The orchestrator is the database's only writer; its pool has a single
 //! connection, so writes are serialised in-process, and claims still run as
-//! a compare-and-swap inside `BEGIN IMMEDIATE` (DESIGN.md section 8) so the
+//! a compare-and-swap inside `BEGIN IMMEDIATE` (docs/architecture.md, "Reliability rules") so the
 //! state machine holds even if that ever changes. WAL lets `status` and
 //! `export` read while a sweep runs.
 //!

@@ -10,7 +10,8 @@ use serde_json::Value as Json;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{now, Store, StoreError};
-use crate::spec::{check_frozen, point_key, point_label, SweepSpec};
+use smolsweep_config::sweep::{check_frozen, point_key, point_label};
+use smolsweep_config::SweepSpec;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 

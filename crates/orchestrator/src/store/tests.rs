@@ -2,7 +2,7 @@
 //! goes through one transaction helper, so these pin what each one leaves.
 
 use super::*;
-use crate::spec::SweepSpec;
+use smolsweep_config::SweepSpec;
 use smolsweep_config::TrialState;
 
 fn spec(d: &tempfile::TempDir) -> SweepSpec {

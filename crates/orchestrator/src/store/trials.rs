@@ -1,4 +1,5 @@
-//! The trial rows and their state machine (DESIGN.md section 8):
+//! The trial rows and their state machine (docs/architecture.md, "Trial
+//! lifecycle and states"):
 //! pending -> running (claim, a compare-and-swap) -> completed | diverged |
 //! failed (finish, with an `attempts` row saying why), or back to pending
 //! (a retry, an interruption, a lost process).
