@@ -291,7 +291,7 @@ fn bad_data_is_reported_with_file_and_line() {
     let (code, _, err) = train_to_end(&cfg, false);
     assert_eq!(code, 1);
     assert!(
-        err.contains("`data`") && err.contains("/nonexistent/x.jsonl"),
+        err.contains("data[0]") && err.contains("/nonexistent/x.jsonl"),
         "{err}"
     );
 }

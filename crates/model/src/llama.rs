@@ -135,6 +135,12 @@ impl Llama {
             InitMode::Empty => device,
             InitMode::Random { .. } => Device::Cpu,
         };
+        // libtorch's generator is global: hold it from seeding until the
+        // last weight is drawn, so two models built at once in one process
+        // (test threads, a library caller) still get their seeds' weights.
+        static SEEDED_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _drawing = matches!(init, InitMode::Random { .. })
+            .then(|| SEEDED_INIT.lock().unwrap_or_else(|e| e.into_inner()));
         let weight_init = match init {
             InitMode::Empty => Init::Const(0.0),
             InitMode::Random { seed } => {

@@ -99,13 +99,13 @@ fn json_text(v: &Json) -> String {
     }
 }
 
-/// The score shown for a task in the status table: the harness's headline
-/// metric when present, else the first.
+/// The score shown for a task in the status table: the registry's headline
+/// metric for a benchmark smolsweep knows, else the first of the names
+/// other harnesses give it (results.json from lm-eval), else the first.
 fn headline(scores: &[Score], task: &str) -> Option<f64> {
-    const PREFERRED: &[&str] = &[
+    const OTHER_NAMES: &[&str] = &[
         "acc_norm",
         "acc",
-        "exact_match_strict",
         "exact_match,strict-match",
         "exact_match/strict",
         "strict",
@@ -113,9 +113,14 @@ fn headline(scores: &[Score], task: &str) -> Option<f64> {
         "prompt_level_strict_acc",
     ];
     let of_task: Vec<&Score> = scores.iter().filter(|s| s.task == task).collect();
-    PREFERRED
-        .iter()
-        .find_map(|p| of_task.iter().find(|s| s.metric == *p))
+    let known = task
+        .parse::<smolsweep_config::Task>()
+        .ok()
+        .map(|t| t.headline());
+    known
+        .into_iter()
+        .chain(OTHER_NAMES.iter().copied())
+        .find_map(|p| of_task.iter().find(|s| s.metric == p))
         .or_else(|| of_task.first())
         .map(|s| s.value)
 }
