@@ -35,30 +35,6 @@ impl EventSink for VecEvents {
     }
 }
 
-/// One optimizer step done; `epoch` is fractional (epochs completed).
-#[allow(clippy::too_many_arguments)]
-pub fn step(
-    step: u64,
-    epoch: f64,
-    loss: f64,
-    lr: f64,
-    grad_norm: f64,
-    tokens: u64,
-    tokens_per_s: f64,
-    elapsed_s: f64,
-) -> TrainEvent {
-    TrainEvent::Step {
-        step,
-        epoch,
-        loss,
-        lr,
-        grad_norm,
-        tokens,
-        tokens_per_s,
-        elapsed_s,
-    }
-}
-
 /// A checkpoint of `step` steps was written to `path`.
 pub fn checkpoint(step: u64, path: &Path) -> TrainEvent {
     TrainEvent::Checkpoint {
@@ -95,7 +71,17 @@ mod tests {
     fn event_lines_are_stable() {
         let p = Path::new("/o/checkpoints/step-00000002");
         assert_eq!(
-            step(2, 0.5, 1.25, 1e-3, 0.75, 640, 100.0, 6.5).to_line(),
+            TrainEvent::Step {
+                step: 2,
+                epoch: 0.5,
+                loss: 1.25,
+                lr: 1e-3,
+                grad_norm: 0.75,
+                tokens: 640,
+                tokens_per_s: 100.0,
+                elapsed_s: 6.5
+            }
+            .to_line(),
             r#"{"event":"step","step":2,"epoch":0.5,"loss":1.25,"lr":0.001,"grad_norm":0.75,"tokens":640,"tokens_per_s":100.0,"elapsed_s":6.5}"#
         );
         assert_eq!(

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::TrialConfig;
 use crate::error::Result;
-use crate::events::{self, EventSink};
+use crate::events::{self, EventSink, TrainEvent};
 use dump::BatchDump;
 use progress::Progress;
 use setup::Trainer;
@@ -175,16 +175,16 @@ impl<'a> Run<'a> {
         let tps = (at.tokens_seen - self.tokens_at_start) as f64 / el.max(1e-9);
         let done_in_epoch = at.step - acc.epoch * per_epoch;
         let frac_epoch = acc.epoch as f64 + (done_in_epoch as f64 / per_epoch as f64);
-        events.emit(events::step(
-            at.step,
-            frac_epoch,
-            acc.loss,
-            u.lr,
-            u.grad_norm,
-            at.tokens_seen,
-            tps,
-            at.elapsed_before + el,
-        ));
+        events.emit(TrainEvent::Step {
+            step: at.step,
+            epoch: frac_epoch,
+            loss: acc.loss,
+            lr: u.lr,
+            grad_norm: u.grad_norm,
+            tokens: at.tokens_seen,
+            tokens_per_s: tps,
+            elapsed_s: at.elapsed_before + el,
+        });
         self.bar.set_position(at.step);
         self.bar.set_message(format!("loss {:.4}", acc.loss));
     }
