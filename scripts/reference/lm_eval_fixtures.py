@@ -18,7 +18,7 @@ It writes, under tests/fixtures/evals/:
 - lm_eval_gsm8k_extract.json: lm-eval's own filters (RegexFilter +
   take_first) and exact_match metric on a corpus of tricky answers.
 
-The Rust tests (tests/eval_reference.rs) compare against these files, so
+The Rust tests (tests/it/eval_reference.rs) compare against these files, so
 they need no Python. Regenerate (a few minutes on 2 CPU cores) with
 
     .venv/bin/pip install -r scripts/reference/requirements.txt
