@@ -139,8 +139,13 @@ pub fn analyse(
     }
 }
 
-/// `rho = 0.71, 95% CI [0.35, 0.90]`.
-pub fn fmt_rho(rho: Option<f64>, ci: Option<(f64, f64)>) -> String {
+/// `rho = 0.71, 95% CI [0.35, 0.90]`; with fewer than 3 scored points no
+/// statistic at all (two points always rank-correlate at ±1, which would
+/// sit beside a sentence saying they are too few).
+pub fn fmt_rho(n_points: usize, rho: Option<f64>, ci: Option<(f64, f64)>) -> String {
+    if n_points < MIN_POINTS {
+        return format!("not computed (fewer than {MIN_POINTS} scored points)");
+    }
     match (rho, ci) {
         (Some(r), Some((lo, hi))) => {
             format!("ρ = {r:.2}, {:.0}% CI [{lo:.2}, {hi:.2}]", CI_LEVEL * 100.0)
@@ -149,6 +154,9 @@ pub fn fmt_rho(rho: Option<f64>, ci: Option<(f64, f64)>) -> String {
         _ => "ρ undefined".to_string(),
     }
 }
+
+/// Scored grid points below which no rank correlation is reported.
+pub const MIN_POINTS: usize = 3;
 
 #[allow(clippy::too_many_arguments)]
 fn verdict(
@@ -178,7 +186,7 @@ fn verdict(
         PaperClaim::LowRatio => ("pattern-recognition", "low"),
         PaperClaim::None => ("", ""),
     };
-    if n < 3 {
+    if n < MIN_POINTS {
         let v = if claim == PaperClaim::None {
             Verdict::NoClaim
         } else {
@@ -207,7 +215,7 @@ fn verdict(
     // The direction in which the score improves with the ratio: positive
     // when a higher ratio gives a better score.
     let better_sign = if higher_is_better { 1.0 } else { -1.0 };
-    let stats = fmt_rho(rho, ci);
+    let stats = fmt_rho(n, rho, ci);
     let trend = |s: f64| {
         if s * better_sign > 0.0 {
             "improves"
@@ -370,5 +378,12 @@ mod tests {
         assert_eq!(a.verdict, Verdict::CannotTell);
         assert!(a.sentence.contains("too few"), "{}", a.sentence);
         assert_eq!(a.ci, None);
+        // Regression: "ρ = 1.00" was printed beside "too few for a rank
+        // correlation" (two points always rank-correlate at ±1).
+        let shown = fmt_rho(a.n_points, a.rho, a.ci);
+        assert!(
+            !shown.contains("1.00") && shown.contains("not computed"),
+            "{shown}"
+        );
     }
 }

@@ -282,7 +282,7 @@ pub fn render_report(input: &ReportInput, out_dir: &Path) -> Result<ReportSummar
             let path = out_dir.join(format!("ratio_{}.png", p.slug));
             let note = format!(
                 "Spearman {}; n = {} grid points",
-                fmt_rho(analysis.rho, analysis.ci),
+                fmt_rho(analysis.n_points, analysis.rho, analysis.ci),
                 analysis.n_points
             );
             let g = render_png(&path, RATIO_FIGURE_SIZE, |root| {
@@ -558,7 +558,7 @@ fn report_blocks(
                     bs,
                     ratio,
                     score,
-                    fmt_rho(a.rho, a.ci),
+                    fmt_rho(a.n_points, a.rho, a.ci),
                     a.verdict.label().to_string(),
                 ]
             })

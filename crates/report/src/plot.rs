@@ -194,7 +194,7 @@ impl ValueFmt {
 
     pub fn fmt(&self, v: f64) -> String {
         if self.percent {
-            format!("{:.1}", v * 100.0)
+            no_negative_zero(format!("{:.1}", v * 100.0))
         } else {
             sig3(v)
         }
@@ -202,11 +202,7 @@ impl ValueFmt {
 
     /// Spread (a difference of values) in the same unit.
     pub fn fmt_spread(&self, v: f64) -> String {
-        if self.percent {
-            format!("{:.1}", v * 100.0)
-        } else {
-            sig3(v)
-        }
+        self.fmt(v)
     }
 
     pub fn unit(&self) -> &'static str {
@@ -221,14 +217,23 @@ impl ValueFmt {
 /// Three significant digits, without exponent for everyday magnitudes.
 pub fn sig3(v: f64) -> String {
     if v == 0.0 || !v.is_finite() {
-        return format!("{v}");
+        return no_negative_zero(format!("{v}"));
     }
     let mag = v.abs().log10().floor() as i32;
     if (-3..=4).contains(&mag) {
         let decimals = (2 - mag).max(0) as usize;
-        format!("{v:.decimals$}")
+        no_negative_zero(format!("{v:.decimals$}"))
     } else {
         format!("{v:.2e}")
+    }
+}
+
+/// `-0.0` (a negative zero, or a tiny negative value rounded to zero) as
+/// `0.0`: an axis labelled "0.0, -0.0" reads as two different values.
+fn no_negative_zero(s: String) -> String {
+    match s.strip_prefix('-') {
+        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
+        _ => s,
     }
 }
 
@@ -392,6 +397,11 @@ mod tests {
         assert_eq!(fmt_ratio_e6(5e-7), "0.5");
         let pct = ValueFmt::for_values(&[0.25, 0.5]);
         assert_eq!(pct.fmt(0.4567), "45.7");
+        // Regression: a flat axis was labelled "0.0, -0.0".
+        assert_eq!(pct.fmt(-0.0), "0.0");
+        assert_eq!(pct.fmt(-1e-6), "0.0");
+        assert_eq!(pct.fmt(-0.5), "-50.0");
+        assert_eq!(sig3(-0.0), "0");
         let raw = ValueFmt::for_values(&[1.5, 0.5]);
         assert_eq!(raw.fmt(2.345_67), "2.35");
     }
