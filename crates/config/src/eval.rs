@@ -36,6 +36,7 @@ impl EvalConfig {
         let mut t = check_table(EVAL_KEYS, table, base, "eval")?;
         fill_defaults(EVAL_KEYS, &mut t)
             .map_err(|e| KeyError::new(e.key, "missing (list the benchmarks to run)"))?;
+        Self::check_types(&t)?;
         toml::Value::Table(t)
             .try_into()
             .map_err(|e: toml::de::Error| KeyError::new("", e.to_string()))

@@ -153,8 +153,9 @@ pub fn check(kind: Kind, v: &Value, base: &Path) -> Result<Value, BadValue> {
             }
         }
         Kind::Int { min } => match v {
-            Value::Integer(n) if *n >= min && *n <= u32::MAX as i64 => Ok(v.clone()),
-            Value::Integer(n) if *n >= min => Err(BadValue::new(format!("{n} is too large"))),
+            // The upper bound is the field's type (u32, u64, usize),
+            // checked by the schema's `check_types`.
+            Value::Integer(n) if *n >= min => Ok(v.clone()),
             Value::Integer(n) => Err(BadValue::new(if min == 1 {
                 format!("{n} must be positive")
             } else {
@@ -392,6 +393,22 @@ macro_rules! schema {
         #[serde(deny_unknown_fields)]
         pub struct $name {
             $( $(#[doc = $doc])+ pub $key: $ty, )+
+        }
+
+        impl $name {
+            /// Each key of `t` deserialised into its field's type, so a value
+            /// its kind allows but its type cannot hold (a `u32` past
+            /// 4294967295) is refused naming the key.
+            fn check_types(t: &toml::Table) -> Result<(), $crate::keys::KeyError> {
+                $(
+                    if let Some(v) = t.get(stringify!($key)) {
+                        v.clone().try_into::<$ty>().map_err(|e: toml::de::Error| {
+                            $crate::keys::KeyError::new(stringify!($key), e.message().to_string())
+                        })?;
+                    }
+                )+
+                Ok(())
+            }
         }
 
         /// Every key of the schema, in file order.

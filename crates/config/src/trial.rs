@@ -102,6 +102,7 @@ impl TrialConfig {
     pub fn from_table(table: &toml::Table, base: &Path) -> Result<Self, KeyError> {
         let mut t = check_table(TRIAL_KEYS, table, base, "trial")?;
         fill_defaults(TRIAL_KEYS, &mut t)?;
+        Self::check_types(&t)?;
         let cfg: TrialConfig = toml::Value::Table(t)
             .try_into()
             .map_err(|e: toml::de::Error| KeyError::new("", e.to_string()))?;
@@ -173,6 +174,19 @@ mod tests {
         assert_eq!(c.output_dir, d.path().join("out"));
     }
 
+    /// Integer keys are bounded by their field's type, not by one cap for
+    /// all: a 64-bit seed is a seed.
+    #[test]
+    fn a_large_seed_is_accepted() {
+        let d = tempfile::tempdir().expect("tmp");
+        let p = write(
+            d.path(),
+            "model = \"m\"\ndata = [\"d.jsonl\"]\nlr = 5e-6\noutput_dir = \"out\"\nseed = 8589934592\n",
+        );
+        let c = TrialConfig::from_file(&p).expect("parse");
+        assert_eq!(c.seed, 8_589_934_592);
+    }
+
     #[test]
     fn every_default_parses_as_its_kind() {
         for key in TRIAL_KEYS {
@@ -210,6 +224,7 @@ mod tests {
                 "lr = 1e-5\nbatch_size = 4\nmicro_batch_size = 8\n",
                 "micro_batch_size",
             ),
+            ("lr = 1e-5\nbatch_size = 5000000000\n", "batch_size"),
         ] {
             let p = write(d.path(), &format!("{base}{extra}"));
             let e = TrialConfig::from_file(&p).expect_err(extra);
