@@ -75,7 +75,9 @@ impl Task {
         }
     }
 
-    /// The HF config folder inside the dataset repository, if any.
+    /// The HF config folder inside the dataset repository, if the
+    /// repository has several (the data of another config is never read
+    /// under this task's name).
     pub fn config_dir(self) -> Option<&'static str> {
         match self {
             Task::ArcEasy => Some("ARC-Easy"),
@@ -85,16 +87,50 @@ impl Task {
         }
     }
 
-    /// Hub repositories holding the task, as `ORG--NAME` (the hub cache
-    /// folder is `datasets--ORG--NAME`).
+    /// Every config folder of the task's dataset repository (its own
+    /// among them), so a download holding only another config is told
+    /// apart from a folder of the user's own.
+    pub fn dataset_configs(self) -> &'static [&'static str] {
+        match self {
+            Task::ArcEasy | Task::ArcChallenge => &["ARC-Challenge", "ARC-Easy"],
+            Task::Gsm8k => &["main", "socratic"],
+            _ => &[],
+        }
+    }
+
+    /// A file at the repository root that holds the evaluated split when
+    /// the repository does not name files by split (IFEval).
+    pub fn data_file(self) -> Option<&'static str> {
+        match self {
+            Task::Ifeval => Some("ifeval_input_data.jsonl"),
+            _ => None,
+        }
+    }
+
+    /// Hub repositories holding the task, as `ORG/NAME`, preferred first
+    /// (the hub cache folder is `datasets--ORG--NAME`).
     pub fn hub_repos(self) -> &'static [&'static str] {
         match self {
-            Task::ArcEasy | Task::ArcChallenge => &["allenai--ai2_arc", "ai2_arc"],
-            Task::Hellaswag => &["Rowan--hellaswag", "hellaswag"],
-            Task::Piqa => &["baber--piqa", "ybisk--piqa", "piqa"],
-            Task::Gsm8k => &["openai--gsm8k", "gsm8k"],
-            Task::Ifeval => &["google--IFEval"],
+            Task::ArcEasy | Task::ArcChallenge => &["allenai/ai2_arc"],
+            Task::Hellaswag => &["Rowan/hellaswag"],
+            Task::Piqa => &["baber/piqa", "ybisk/piqa"],
+            Task::Gsm8k => &["openai/gsm8k"],
+            Task::Ifeval => &["google/IFEval"],
         }
+    }
+
+    /// Folder names a `--data-dir` may hold the task's dataset under,
+    /// besides the hub cache folders: the task's name and the
+    /// repositories' names (as `--local-dir` downloads are usually named).
+    pub fn folder_names(self) -> Vec<String> {
+        let mut names = vec![self.name().to_owned()];
+        for r in self.hub_repos() {
+            let name = r.rsplit('/').next().unwrap_or(r).to_owned();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
     }
 
     /// Scored by log-likelihood (multiple choice) rather than generation.

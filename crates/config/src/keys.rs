@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+use smolsweep_hub::RepoType;
+
 use toml::Value;
 
 use crate::benchmarks::Task;
@@ -190,21 +192,18 @@ pub fn check(kind: Kind, v: &Value, base: &Path) -> Result<Value, BadValue> {
         },
         Kind::ModelDir => {
             let Value::String(s) = v else {
-                return bad("a directory path");
+                return bad("a model directory, hub cache folder or ORG/NAME");
             };
-            let p = resolve(base, s);
-            if !p.is_dir() {
+            let (reference, value) = source_ref(base, s);
+            let dir = smolsweep_hub::locate(&reference, RepoType::Model)
+                .map_err(|e| BadValue::new(e.to_string()))?;
+            if !dir.first().join("config.json").is_file() {
                 return Err(BadValue::new(format!(
-                    "{} is not a directory (expected a HF model directory)",
-                    p.display()
+                    "{} has no config.json (expected a HF model directory)",
+                    dir.first().display()
                 )));
             }
-            // A hub cache folder (models--ORG--NAME) holds snapshots/; the
-            // model crate picks the snapshot.
-            if !p.join("config.json").is_file() && !p.join("snapshots").is_dir() {
-                return Err(BadValue::new(format!("{} has no config.json", p.display())));
-            }
-            Ok(path_value(&p))
+            Ok(Value::String(value))
         }
         Kind::Paths => {
             let (items, listed): (Vec<&Value>, bool) = match v {
@@ -223,14 +222,10 @@ pub fn check(kind: Kind, v: &Value, base: &Path) -> Result<Value, BadValue> {
                 let Value::String(s) = item else {
                     return Err(BadValue::at(suffix, wrong_type("a path", item)));
                 };
-                let p = resolve(base, s);
-                if !p.exists() {
-                    return Err(BadValue::at(
-                        suffix,
-                        format!("{} does not exist", p.display()),
-                    ));
-                }
-                out.push(path_value(&p));
+                let (reference, value) = source_ref(base, s);
+                smolsweep_hub::locate(&reference, RepoType::Dataset)
+                    .map_err(|e| BadValue::at(&suffix, e.to_string()))?;
+                out.push(Value::String(value));
             }
             Ok(Value::Array(out))
         }
@@ -282,14 +277,10 @@ fn check_tasks(v: &Value, base: &Path) -> Result<Value, BadValue> {
         seen.push(task);
         match path {
             Some(p) => {
-                let p = resolve(base, p);
-                if !p.exists() {
-                    return Err(BadValue::at(
-                        suffix,
-                        format!("{} does not exist", p.display()),
-                    ));
-                }
-                out.push(Value::String(format!("{name}={}", p.display())));
+                let (reference, value) = source_ref(base, p);
+                smolsweep_hub::locate(&reference, RepoType::Dataset)
+                    .map_err(|e| BadValue::at(&suffix, e.to_string()))?;
+                out.push(Value::String(format!("{name}={value}")));
             }
             None => out.push(Value::String(name.to_string())),
         }
@@ -299,18 +290,21 @@ fn check_tasks(v: &Value, base: &Path) -> Result<Value, BadValue> {
 
 /// `s` as a path: `~/` expanded, relative paths taken from `base`.
 pub fn resolve(base: &Path, s: &str) -> PathBuf {
-    let home = || std::env::var_os("HOME").map(PathBuf::from);
-    if s == "~" {
-        if let Some(h) = home() {
-            return h;
-        }
+    base.join(smolsweep_hub::expand_home(s))
+}
+
+/// A model or dataset reference as written in a file under `base`: an
+/// `ORG/NAME[@REV]` that names no path there stays a hub id (looked up
+/// in the hub cache wherever it is used); anything else is a path, made
+/// absolute. Returns what to resolve now and the normalised value.
+fn source_ref(base: &Path, s: &str) -> (PathBuf, String) {
+    if smolsweep_hub::is_hub_reference(base, s) {
+        (PathBuf::from(s), s.to_owned())
+    } else {
+        let p = resolve(base, s);
+        let v = p.display().to_string();
+        (p, v)
     }
-    if let Some(rest) = s.strip_prefix("~/") {
-        if let Some(h) = home() {
-            return h.join(rest);
-        }
-    }
-    base.join(s)
 }
 
 fn path_value(p: &Path) -> Value {

@@ -1,7 +1,8 @@
 //! Reading Hugging Face datasets as users have them on disk: Parquet files,
 //! JSONL (or a JSON array), a dataset directory with one or more files per
 //! split (`data/train-00000-of-00001.parquet`, `test.jsonl`, ...), or the
-//! hub cache layout (`datasets--ORG--NAME/snapshots/REV/`).
+//! hub cache layout (`datasets--ORG--NAME/snapshots/REV/`, or `ORG/NAME`
+//! in the local hub cache, found by `smolsweep_hub`).
 //!
 //! Rows come back as JSON objects whatever the file format, each tagged
 //! with its file and index, so every consumer can name the exact file and
@@ -36,13 +37,36 @@ pub enum DatasetError {
     },
     #[error("{path}: {msg}")]
     Format { path: PathBuf, msg: String },
-    #[error("{path}: no data files{}", split.as_ref().map(|s| format!(" for split `{s}`")).unwrap_or_default())]
+    #[error(
+        "{path}: no data files{}{}",
+        split.as_ref().map(|s| format!(" for split `{s}`")).unwrap_or_default(),
+        found_text(found)
+    )]
     NoFiles {
         path: PathBuf,
         split: Option<String>,
+        /// Data files of other splits that are there.
+        found: Vec<String>,
     },
+    /// The reference led nowhere (its own message names it and the
+    /// folders searched).
+    #[error(transparent)]
+    Hub(#[from] smolsweep_hub::HubError),
     #[error("{path}: the dataset is empty")]
     Empty { path: PathBuf },
+}
+
+fn found_text(found: &[String]) -> String {
+    const SHOWN: usize = 6;
+    match found.len() {
+        0 => String::new(),
+        n if n <= SHOWN => format!(" (found {})", found.join(", ")),
+        n => format!(
+            " (found {}, and {} more)",
+            found[..SHOWN].join(", "),
+            n - SHOWN
+        ),
+    }
 }
 
 pub type Result<T, E = DatasetError> = std::result::Result<T, E>;
@@ -101,25 +125,6 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// The snapshot directory of a hub cache folder (`datasets--ORG--NAME`).
-fn hub_snapshot(repo: &Path) -> Option<PathBuf> {
-    let snaps = repo.join("snapshots");
-    if let Ok(rev) = std::fs::read_to_string(repo.join("refs").join("main")) {
-        let d = snaps.join(rev.trim());
-        if d.is_dir() {
-            return Some(d);
-        }
-    }
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&snaps)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    dirs.pop()
-}
-
 /// Does `file` (under `root`) belong to `split`? HF names files
 /// `SPLIT-00000-of-00001.parquet`, `SPLIT.jsonl`, or puts them in a
 /// `SPLIT/` folder.
@@ -137,36 +142,57 @@ fn in_split(root: &Path, file: &Path, split: &str) -> bool {
     by_name || by_dir
 }
 
-/// The data files of a dataset path: the file itself, or every data file
-/// under a directory (a hub cache folder resolved to its snapshot),
-/// restricted to `split` when given.
-pub fn resolve_files(path: &Path, split: Option<&str>) -> Result<Vec<PathBuf>> {
-    if path.is_file() {
-        return Ok(vec![path.to_path_buf()]);
+/// The folders (or file) a dataset reference is read from, best first:
+/// see `smolsweep_hub::locate` (a hub cache repository read at
+/// `refs/main` also offers its Parquet conversion).
+pub fn dataset_roots(path: &Path) -> Result<Vec<PathBuf>> {
+    Ok(smolsweep_hub::locate(path, smolsweep_hub::RepoType::Dataset)?.roots)
+}
+
+/// Every data file under `root` (itself, when it is a file), restricted
+/// to `split` when given; may be empty.
+pub fn data_files(root: &Path, split: Option<&str>) -> Result<Vec<PathBuf>> {
+    if root.is_file() {
+        return Ok(vec![root.to_path_buf()]);
     }
-    if !path.exists() {
-        return Err(DatasetError::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
-        });
-    }
-    let root = if path.join("snapshots").is_dir() {
-        hub_snapshot(path).unwrap_or_else(|| path.to_path_buf())
-    } else {
-        path.to_path_buf()
-    };
     let mut files = Vec::new();
-    walk(&root, &mut files)?;
+    walk(root, &mut files)?;
     if let Some(split) = split {
-        files.retain(|f| in_split(&root, f, split));
-    }
-    if files.is_empty() {
-        return Err(DatasetError::NoFiles {
-            path: path.to_path_buf(),
-            split: split.map(str::to_owned),
-        });
+        files.retain(|f| in_split(root, f, split));
     }
     Ok(files)
+}
+
+/// The data files of a dataset reference: the file itself, or every data
+/// file under the first of its [`dataset_roots`] that has any, restricted
+/// to `split` when given.
+pub fn resolve_files(path: &Path, split: Option<&str>) -> Result<Vec<PathBuf>> {
+    let roots = dataset_roots(path)?;
+    let mut others = Vec::new();
+    for root in &roots {
+        let files = data_files(root, split)?;
+        if !files.is_empty() {
+            return Ok(files);
+        }
+        if split.is_some() {
+            others.extend(data_files(root, None)?);
+        }
+    }
+    Err(DatasetError::NoFiles {
+        path: roots[0].clone(),
+        split: split.map(str::to_owned),
+        found: others.iter().map(|f| relative_name(&roots, f)).collect(),
+    })
+}
+
+/// `f` relative to whichever root holds it, for messages.
+pub fn relative_name(roots: &[PathBuf], f: &Path) -> String {
+    roots
+        .iter()
+        .find_map(|r| f.strip_prefix(r).ok())
+        .unwrap_or(f)
+        .display()
+        .to_string()
 }
 
 /// Reads every row of one file.
@@ -239,9 +265,15 @@ fn read_json(path: &Path) -> Result<Vec<Row>> {
 
 /// Reads a dataset (see [`resolve_files`]); an empty result is an error.
 pub fn read_dataset(path: &Path, split: Option<&str>) -> Result<Vec<Record>> {
+    read_records(&resolve_files(path, split)?, path)
+}
+
+/// Reads every row of `files`, tagged with file and index; no rows at all
+/// is an error naming `what` (the dataset they make up).
+pub fn read_records(files: &[PathBuf], what: &Path) -> Result<Vec<Record>> {
     let mut out = Vec::new();
-    for file in resolve_files(path, split)? {
-        for (index, row) in read_file(&file)?.into_iter().enumerate() {
+    for file in files {
+        for (index, row) in read_file(file)?.into_iter().enumerate() {
             out.push(Record {
                 file: file.clone(),
                 index,
@@ -251,7 +283,7 @@ pub fn read_dataset(path: &Path, split: Option<&str>) -> Result<Vec<Record>> {
     }
     if out.is_empty() {
         return Err(DatasetError::Empty {
-            path: path.to_path_buf(),
+            path: what.to_path_buf(),
         });
     }
     Ok(out)

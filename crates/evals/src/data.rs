@@ -10,7 +10,9 @@
 
 use std::path::{Path, PathBuf};
 
-use smolsweep_datasets::{read_dataset, resolve_files, Record};
+use smolsweep_datasets::{
+    data_files, dataset_roots, read_records, relative_name, DatasetError, Record,
+};
 
 use crate::error::{EvalError, Result};
 use crate::tasks::{gsm8k_doc, ifeval_doc, mc_doc, Docs, TaskData, TaskKind};
@@ -49,102 +51,118 @@ impl std::str::FromStr for TaskSpec {
     }
 }
 
-/// The snapshot directory of a hub cache folder (`refs/main`, else the
-/// newest-named snapshot); other paths unchanged.
-fn hub_snapshot(path: &Path) -> PathBuf {
-    let snaps = path.join("snapshots");
-    if !snaps.is_dir() {
-        return path.to_path_buf();
-    }
-    if let Ok(rev) = std::fs::read_to_string(path.join("refs").join("main")) {
-        let d = snaps.join(rev.trim());
-        if d.is_dir() {
-            return d;
-        }
-    }
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&snaps)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.is_dir())
-                .collect()
-        })
-        .unwrap_or_default();
-    dirs.sort();
-    dirs.pop().unwrap_or_else(|| path.to_path_buf())
-}
-
-/// A dataset directory narrowed to the task's config folder, if present.
-fn dataset_root(kind: TaskKind, path: &Path) -> PathBuf {
-    let root = hub_snapshot(path);
-    match kind.config_dir() {
-        Some(c) if root.join(c).is_dir() => root.join(c),
-        _ => root,
-    }
-}
-
-/// Where a task's data is: its explicit path, else the first candidate
-/// that exists under `--data-dir`.
-fn locate(spec: &TaskSpec, sources: &DataSources) -> Result<PathBuf> {
-    if let Some(p) = &spec.path {
-        if !p.exists() {
-            return Err(EvalError::Dataset {
-                task: spec.kind.name().to_owned(),
-                source: smolsweep_datasets::DatasetError::Io {
-                    path: p.clone(),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::NotFound,
-                        "no such file or directory",
-                    ),
-                },
-            });
-        }
-        return Ok(p.clone());
-    }
-    let mut expected = vec![format!("{}/", spec.kind.name())];
-    expected.extend(
-        spec.kind
-            .hub_repos()
-            .iter()
-            .filter(|r| r.contains("--"))
-            .map(|r| format!("datasets--{r}/")),
-    );
-    if let Some(dir) = &sources.data_dir {
-        let mut candidates = vec![dir.join(spec.kind.name())];
-        for r in spec.kind.hub_repos() {
-            candidates.push(dir.join(format!("datasets--{r}")));
-            if let Some((_, name)) = r.split_once("--") {
-                candidates.push(dir.join(name));
-            } else {
-                candidates.push(dir.join(r));
-            }
-        }
-        if let Some(found) = candidates.into_iter().find(|c| c.exists()) {
-            return Ok(found);
-        }
-        return Err(EvalError::NoData {
-            task: spec.kind.name().to_owned(),
-            expected: format!("{} (looked in {})", expected.join(" or "), dir.display()),
-        });
-    }
-    Err(EvalError::NoData {
-        task: spec.kind.name().to_owned(),
-        expected: expected.join(" or "),
-    })
-}
-
-fn read(kind: TaskKind, path: &Path, split: &str) -> Result<(Vec<Record>, Vec<PathBuf>)> {
+/// Where a task's data is, as the roots to read (best first): its
+/// explicit reference (a path or `ORG/NAME[@REV]`), else the first of its
+/// folders under `--data-dir`, else its hub repositories in the local hub
+/// cache.
+fn locate(spec: &TaskSpec, sources: &DataSources) -> Result<Vec<PathBuf>> {
+    let kind = spec.kind;
     let wrap = |source| EvalError::Dataset {
         task: kind.name().to_owned(),
         source,
     };
-    let (root, split) = if path.is_file() {
-        (path.to_path_buf(), None)
-    } else {
-        (dataset_root(kind, path), Some(split))
+    if let Some(p) = &spec.path {
+        return dataset_roots(p).map_err(wrap);
+    }
+    if let Some(dir) = &sources.data_dir {
+        let mut candidates: Vec<PathBuf> =
+            kind.folder_names().iter().map(|n| dir.join(n)).collect();
+        for r in kind.hub_repos() {
+            if let Some(id) = smolsweep_hub::RepoId::parse(r) {
+                candidates.push(dir.join(id.folder(smolsweep_hub::RepoType::Dataset)));
+            }
+        }
+        return match candidates.iter().find(|c| c.exists()) {
+            Some(found) => dataset_roots(found).map_err(wrap),
+            None => Err(EvalError::NoData {
+                task: kind.name().to_owned(),
+                searched: candidates,
+            }),
+        };
+    }
+    let mut searched = Vec::new();
+    for r in kind.hub_repos() {
+        match smolsweep_hub::locate(Path::new(r), smolsweep_hub::RepoType::Dataset) {
+            Ok(found) => return Ok(found.roots),
+            Err(smolsweep_hub::HubError::NotFound { searched: s, .. }) => searched.extend(s),
+            Err(e) => return Err(wrap(e.into())),
+        }
+    }
+    Err(EvalError::NoData {
+        task: kind.name().to_owned(),
+        searched,
+    })
+}
+
+/// The files of `split` for `kind` among `roots`: a file root is used
+/// whole; IFEval's root file when it is there; within the task's config
+/// folder when the dataset has several configs. A download holding only
+/// other configs is an error naming them, never read as this task.
+fn task_files(kind: TaskKind, roots: &[PathBuf], split: &str) -> Result<Vec<PathBuf>> {
+    let wrap = |source| EvalError::Dataset {
+        task: kind.name().to_owned(),
+        source,
     };
-    let files = resolve_files(&root, split).map_err(wrap)?;
-    let records = read_dataset(&root, split).map_err(wrap)?;
+    let mut other_configs: Vec<String> = Vec::new();
+    let mut other_files = Vec::new();
+    for root in roots {
+        if root.is_file() {
+            return Ok(vec![root.clone()]);
+        }
+        if let Some(name) = kind.data_file() {
+            if root.join(name).is_file() {
+                return Ok(vec![root.join(name)]);
+            }
+        }
+        let dir = match kind.config_dir() {
+            Some(c) if root.join(c).is_dir() => root.join(c),
+            Some(_) => {
+                let present: Vec<String> = kind
+                    .dataset_configs()
+                    .iter()
+                    .filter(|c| root.join(c).is_dir())
+                    .map(|c| format!("{c}/"))
+                    .collect();
+                if !present.is_empty() {
+                    other_configs.extend(present);
+                    continue;
+                }
+                root.clone()
+            }
+            None => root.clone(),
+        };
+        let files = data_files(&dir, Some(split)).map_err(wrap)?;
+        if !files.is_empty() {
+            return Ok(files);
+        }
+        other_files.extend(data_files(&dir, None).map_err(wrap)?);
+    }
+    if let Some(config) = kind.config_dir().filter(|_| !other_configs.is_empty()) {
+        return Err(EvalError::Task {
+            task: kind.name().to_owned(),
+            msg: format!(
+                "{}: no {config}/ config folder (found {}); download that config or give its path",
+                roots[0].display(),
+                other_configs.join(", ")
+            ),
+        });
+    }
+    Err(wrap(DatasetError::NoFiles {
+        path: roots[0].clone(),
+        split: Some(split.to_owned()),
+        found: other_files
+            .iter()
+            .map(|f| relative_name(roots, f))
+            .collect(),
+    }))
+}
+
+fn read(kind: TaskKind, roots: &[PathBuf], split: &str) -> Result<(Vec<Record>, Vec<PathBuf>)> {
+    let files = task_files(kind, roots, split)?;
+    let records = read_records(&files, &roots[0]).map_err(|source| EvalError::Dataset {
+        task: kind.name().to_owned(),
+        source,
+    })?;
     Ok((records, files))
 }
 
@@ -152,8 +170,8 @@ fn read(kind: TaskKind, path: &Path, split: &str) -> Result<(Vec<Record>, Vec<Pa
 /// evaluated split; all of GSM8K's few-shot pool).
 pub fn load_task(spec: &TaskSpec, sources: &DataSources, limit: Option<usize>) -> Result<TaskData> {
     let kind = spec.kind;
-    let path = locate(spec, sources)?;
-    let (records, files) = read(kind, &path, kind.eval_split())?;
+    let roots = locate(spec, sources)?;
+    let (records, files) = read(kind, &roots, kind.eval_split())?;
     let n = limit.map_or(records.len(), |l| l.min(records.len()));
     let records = &records[..n];
     let mut fewshot_files = Vec::new();
@@ -173,27 +191,24 @@ pub fn load_task(spec: &TaskSpec, sources: &DataSources, limit: Option<usize>) -
                 .enumerate()
                 .map(|(i, r)| gsm8k_doc(i, r))
                 .collect::<Result<_>>()?;
-            let pool_path = match (&sources.fewshot_from, path.is_dir()) {
-                (Some(p), _) => p.clone(),
-                (None, true) => path.clone(),
-                (None, false) => {
+            let pool_roots = match &sources.fewshot_from {
+                Some(p) => dataset_roots(p).map_err(|source| EvalError::Dataset {
+                    task: kind.name().to_owned(),
+                    source,
+                })?,
+                None if roots[0].is_dir() => roots.clone(),
+                None => {
                     return Err(EvalError::Task {
                         task: kind.name().to_owned(),
                         msg: format!(
                             "{} is a single file; the 5-shot examples come from the train split: \
                              give a dataset directory holding both splits, or --fewshot-from PATH",
-                            path.display()
+                            roots[0].display()
                         ),
                     })
                 }
             };
-            if !pool_path.exists() {
-                return Err(EvalError::Path {
-                    path: pool_path,
-                    msg: "no such file or directory (gsm8k few-shot pool)".into(),
-                });
-            }
-            let (pool, pf) = read(kind, &pool_path, "train")?;
+            let (pool, pf) = read(kind, &pool_roots, "train")?;
             fewshot_files = pf;
             let fewshot = pool
                 .iter()
@@ -267,9 +282,14 @@ mod tests {
         let e = load_task(&"piqa".parse().expect("spec"), &sources, None)
             .expect_err("no data")
             .to_string();
-        assert!(
-            e.contains("task piqa: no data") && e.contains("datasets--baber--piqa/"),
-            "{e}"
+        let dir = d.path().display();
+        assert_eq!(
+            e,
+            format!(
+                "task piqa: no data: give `--task piqa=PATH` (a path or ORG/NAME), or a \
+                 `--data-dir` holding it (searched {dir}/piqa, {dir}/datasets--baber--piqa, \
+                 {dir}/datasets--ybisk--piqa)"
+            )
         );
         write(&d.path().join("piqa/train.jsonl"), "{\"goal\": \"g\"}\n");
         let e = crate::error::chain_text(
@@ -283,5 +303,157 @@ mod tests {
             .expect_err("no train")
             .to_string();
         assert!(e.contains("--fewshot-from"), "{e}");
+    }
+
+    use smolsweep_hub::layout::CacheRepo;
+    use smolsweep_hub::RepoType;
+
+    const GSM: &str = "{\"question\": \"q\", \"answer\": \"#### 1\"}\n";
+    const MC: &str = "{\"goal\": \"g\", \"sol1\": \"a\", \"sol2\": \"b\", \"label\": 0}\n";
+
+    fn in_dir(dir: &Path) -> DataSources {
+        DataSources {
+            data_dir: Some(dir.to_path_buf()),
+            fewshot_from: None,
+        }
+    }
+
+    fn task(name: &str) -> TaskSpec {
+        name.parse().expect("spec")
+    }
+
+    #[test]
+    fn a_missing_config_is_named_never_replaced_by_another() {
+        let d = tempfile::tempdir().expect("tmp");
+        let arc = CacheRepo::new(d.path(), RepoType::Dataset, "allenai/ai2_arc").expect("repo");
+        arc.file(
+            "r1",
+            "ARC-Challenge/test-00000-of-00001.parquet",
+            ARC.as_bytes(),
+        )
+        .expect("f");
+        arc.set_ref("main", "r1").expect("ref");
+        let e = load_task(&task("arc_easy"), &in_dir(d.path()), None)
+            .expect_err("only challenge")
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "task arc_easy: {}: no ARC-Easy/ config folder (found ARC-Challenge/); \
+                 download that config or give its path",
+                arc.snapshot("r1").display()
+            )
+        );
+        let gsm = CacheRepo::new(d.path(), RepoType::Dataset, "openai/gsm8k").expect("repo");
+        gsm.file("g", "socratic/test-00000-of-00001.jsonl", GSM.as_bytes())
+            .expect("f");
+        gsm.file("g", "socratic/train-00000-of-00001.jsonl", GSM.as_bytes())
+            .expect("f");
+        gsm.set_ref("main", "g").expect("ref");
+        let e = load_task(&task("gsm8k"), &in_dir(d.path()), None)
+            .expect_err("only socratic")
+            .to_string();
+        assert!(
+            e.contains("no main/ config folder (found socratic/)"),
+            "{e}"
+        );
+        gsm.file(
+            "g",
+            "main/test-00000-of-00001.jsonl",
+            &GSM.repeat(2).into_bytes(),
+        )
+        .expect("f");
+        gsm.file(
+            "g",
+            "main/train-00000-of-00001.jsonl",
+            &GSM.repeat(7).into_bytes(),
+        )
+        .expect("f");
+        let data = load_task(&task("gsm8k"), &in_dir(d.path()), None).expect("main");
+        assert_eq!(data.len(), 2);
+        assert!(data
+            .files
+            .iter()
+            .all(|f| f.starts_with(gsm.snapshot("g").join("main"))));
+        assert!(data
+            .fewshot_files
+            .iter()
+            .all(|f| f.ends_with("main/train-00000-of-00001.jsonl")));
+    }
+
+    #[test]
+    fn ifeval_root_file_and_hellaswag_parquet_branch() {
+        let d = tempfile::tempdir().expect("tmp");
+        let ife = CacheRepo::new(d.path(), RepoType::Dataset, "google/IFEval").expect("repo");
+        let row =
+            "{\"key\": 1, \"prompt\": \"Write.\", \"instruction_id_list\": [], \"kwargs\": []}\n";
+        ife.file("i", "ifeval_input_data.jsonl", row.repeat(3).as_bytes())
+            .expect("f");
+        ife.file("i", "README.md", b"# IFEval").expect("f");
+        ife.set_ref("main", "i").expect("ref");
+        let data = load_task(&task("ifeval"), &in_dir(d.path()), None).expect("ifeval");
+        assert_eq!(data.len(), 3);
+        // refs/main is the script-only snapshot; the data is on the
+        // Parquet conversion branch.
+        let hs = CacheRepo::new(d.path(), RepoType::Dataset, "Rowan/hellaswag").expect("repo");
+        hs.file("script", "hellaswag.py", b"# loader").expect("f");
+        hs.set_ref("main", "script").expect("ref");
+        let hrow = serde_json::json!({"ctx": "A man", "activity_label": "Run", "ctx_a": "A man", "ctx_b": "runs",
+            "endings": ["a", "b", "c", "d"], "label": "1"});
+        let rows = vec![hrow.as_object().expect("obj").clone(); 4];
+        let pq = d.path().join("v.parquet");
+        smolsweep_datasets::write_parquet(&pq, &rows).expect("pq");
+        hs.file(
+            "pq",
+            "default/validation/0000.parquet",
+            &std::fs::read(&pq).expect("read"),
+        )
+        .expect("f");
+        hs.file(
+            "pq",
+            "default/train/0000.parquet",
+            &std::fs::read(&pq).expect("read"),
+        )
+        .expect("f");
+        let e = crate::error::chain_text(
+            &load_task(&task("hellaswag"), &in_dir(d.path()), None).expect_err("script only"),
+        );
+        assert!(e.contains("no data files for split `validation`"), "{e}");
+        hs.set_ref("convert/parquet", "pq").expect("ref");
+        let data = load_task(&task("hellaswag"), &in_dir(d.path()), None).expect("hellaswag");
+        assert_eq!(data.len(), 4);
+        assert!(data.files[0].ends_with("pq/default/validation/0000.parquet"));
+    }
+
+    #[test]
+    fn the_hub_cache_is_searched_without_a_data_dir() {
+        static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let d = tempfile::tempdir().expect("tmp");
+        let piqa = CacheRepo::new(d.path(), RepoType::Dataset, "ybisk/piqa").expect("repo");
+        piqa.file(
+            "p",
+            "plain_text/validation/0000.jsonl",
+            MC.repeat(5).as_bytes(),
+        )
+        .expect("f");
+        piqa.set_ref("convert/parquet", "p").expect("ref");
+        std::env::set_var("HF_HUB_CACHE", d.path());
+        let found = load_task(&task("piqa"), &DataSources::default(), None).map(|t| t.len());
+        let by_id =
+            load_task(&task("piqa=ybisk/piqa"), &DataSources::default(), None).map(|t| t.len());
+        let absent = load_task(&task("arc_easy"), &DataSources::default(), None)
+            .expect_err("absent")
+            .to_string();
+        std::env::remove_var("HF_HUB_CACHE");
+        assert_eq!(found.expect("piqa"), 5);
+        assert_eq!(by_id.expect("by id"), 5);
+        assert!(
+            absent.contains(&format!(
+                "searched {}",
+                d.path().join("datasets--allenai--ai2_arc").display()
+            )),
+            "{absent}"
+        );
     }
 }

@@ -18,9 +18,15 @@ pub enum EvalError {
         source: DatasetError,
     },
     #[error(
-        "task {task}: no data: give `--task {task}=PATH` or a `--data-dir` holding {expected}"
+        "task {task}: no data: give `--task {task}=PATH` (a path or ORG/NAME), or a `--data-dir` \
+         holding it (searched {})",
+        searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     )]
-    NoData { task: String, expected: String },
+    NoData {
+        task: String,
+        /// Every folder tried, in order.
+        searched: Vec<PathBuf>,
+    },
     #[error("task {task}: {location}: field `{field}`: {msg}")]
     Field {
         task: String,

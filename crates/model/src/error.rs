@@ -30,6 +30,9 @@ pub enum ModelError {
         field: String,
         msg: String,
     },
+    /// The model reference led nowhere (its own message names it).
+    #[error(transparent)]
+    Hub(#[from] smolsweep_hub::HubError),
     #[error("{path}: not a model directory: {msg}")]
     ModelDir { path: PathBuf, msg: String },
     #[error("{path}: tensor `{tensor}` is missing")]

@@ -26,80 +26,23 @@ pub const TOKENIZER_FILES: &[&str] = &[
     "generation_config.json",
 ];
 
-fn hub_cache_dir() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("HF_HUB_CACHE") {
-        return Some(PathBuf::from(p));
-    }
-    if let Some(p) = std::env::var_os("HF_HOME") {
-        return Some(PathBuf::from(p).join("hub"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
-}
-
-/// The snapshot of a hub cache repo folder: the revision `refs/main` names,
-/// else the newest snapshot that has a config.json.
-fn snapshot_of(repo: &Path) -> Result<PathBuf> {
-    let snapshots = repo.join("snapshots");
-    if let Ok(rev) = std::fs::read_to_string(repo.join("refs").join("main")) {
-        let dir = snapshots.join(rev.trim());
-        if dir.join("config.json").is_file() {
-            return Ok(dir);
-        }
-    }
-    let entries = std::fs::read_dir(&snapshots).map_err(|e| ModelError::io(&snapshots, e))?;
-    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.join("config.json").is_file() {
-            let t = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or(std::time::UNIX_EPOCH);
-            if best.as_ref().is_none_or(|(bt, _)| t > *bt) {
-                best = Some((t, p));
-            }
-        }
-    }
-    best.map(|(_, p)| p).ok_or_else(|| ModelError::ModelDir {
-        path: repo.to_path_buf(),
-        msg: "hub cache folder without a snapshot that has config.json".into(),
-    })
-}
-
-/// Resolves what a user passed as `--model` to a directory with
-/// `config.json`.
+/// Resolves what a user passed as `--model` (or `model =`) to a
+/// directory with `config.json`: a path, a hub cache folder or snapshot,
+/// or `ORG/NAME[@REV]` in the local hub cache (see `smolsweep_hub`).
 pub fn resolve_model_dir(path: &Path) -> Result<PathBuf> {
-    if path.join("config.json").is_file() {
-        return Ok(path.to_path_buf());
-    }
-    if path.join("snapshots").is_dir() {
-        return snapshot_of(path);
-    }
-    if !path.exists() {
-        let id = path.to_string_lossy();
-        let looks_like_id = id.matches('/').count() == 1 && !id.starts_with(['.', '/', '~']);
-        if looks_like_id {
-            if let Some(cache) = hub_cache_dir() {
-                let repo = cache.join(format!("models--{}", id.replace('/', "--")));
-                if repo.join("snapshots").is_dir() {
-                    return snapshot_of(&repo);
-                }
-            }
-        }
-        return Err(ModelError::ModelDir {
-            path: path.to_path_buf(),
-            msg: "no such directory (nor a model id in the local HF cache)".into(),
-        });
+    let located = smolsweep_hub::locate(path, smolsweep_hub::RepoType::Model)?;
+    let dir = located.first().to_path_buf();
+    if dir.join("config.json").is_file() {
+        return Ok(dir);
     }
     Err(ModelError::ModelDir {
-        path: path.to_path_buf(),
+        path: dir,
         msg: "no config.json (expected a HF model directory, a hub cache folder \
               models--ORG--NAME, or its snapshots/REV)"
             .into(),
     })
 }
 
-/// Which file holds which tensor.
 fn weight_files(dir: &Path) -> Result<(PathBuf, HashMap<String, PathBuf>)> {
     let single = dir.join("model.safetensors");
     let index = dir.join("model.safetensors.index.json");
