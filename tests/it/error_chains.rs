@@ -43,10 +43,8 @@ fn a_model_directory_without_config_json_is_reported_once_by_generate() {
     assert_once(&err, "no config.json");
 }
 
-/// The trainer wraps the model crate's error: the wrapper adds nothing to
-/// the message, so the model's text appears once. A hub cache folder with
-/// no usable snapshot passes the trial file's checks and fails in the
-/// model crate.
+/// A hub cache folder with no snapshot is refused by the trial file's
+/// check, which wraps the resolver's text without repeating it.
 #[test]
 fn a_hub_cache_folder_without_a_snapshot_is_reported_once_by_train() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -67,7 +65,7 @@ fn a_hub_cache_folder_without_a_snapshot_is_reported_once_by_train() {
         "--no-progress",
     ]);
     assert!(err.contains("models--Org--Tiny"), "{err}");
-    assert_once(&err, "without a snapshot that has config.json");
+    assert_once(&err, "a hub cache folder with no snapshot in snapshots/");
 }
 
 fn trial_toml(model: &Path, data: &Path, out: &Path) -> String {

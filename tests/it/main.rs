@@ -16,6 +16,7 @@ mod error_chains;
 mod eval_bad_inputs;
 mod eval_ifeval_e2e;
 mod eval_reference;
+mod hub_layouts;
 mod layout;
 mod model_bad_inputs;
 mod model_reference;

@@ -108,7 +108,9 @@ fn printed_schemas_read_back_as_valid_files() {
     let d = tempfile::tempdir().expect("tempdir");
     let model = root().join("tests/fixtures/trainer/tiny-model");
     let data = root().join("tests/fixtures/trainer/sft.jsonl");
-    // The printed files' example paths, pointed at real fixtures.
+    let arc = root().join("tests/fixtures/sweeps/tiny/data/arc_easy.jsonl");
+    // The printed files' example paths, pointed at real fixtures (`run
+    // --check` reads the eval data too).
     let point = |text: String| -> String {
         text.lines()
             .map(|l| {
@@ -116,6 +118,8 @@ fn printed_schemas_read_back_as_valid_files() {
                     format!("model = {:?}", model.display().to_string())
                 } else if l.starts_with("data = ") {
                     format!("data = [{:?}]", data.display().to_string())
+                } else if l.starts_with("tasks = ") {
+                    format!("tasks = [\"arc_easy={}\"]", arc.display())
                 } else {
                     l.to_string()
                 }
@@ -141,6 +145,47 @@ fn printed_schemas_read_back_as_valid_files() {
             o.status.success(),
             "smolsweep schema {kind} does not read back: {}",
             String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
+/// The README's "task | dataset | config | split read" table says what
+/// the benchmark registry reads.
+#[test]
+fn the_task_data_table_is_the_registry() {
+    use smolsweep_config::benchmarks::Task;
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
+    let start = readme
+        .find("| task | dataset | config | split read |")
+        .expect("README has the task data table");
+    let rows: Vec<Vec<String>> = readme[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            l.trim_matches('|')
+                .split(" | ")
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), Task::ALL.len(), "one row per task");
+    for t in Task::ALL {
+        let row = rows
+            .iter()
+            .find(|r| r[0] == format!("`{}`", t.name()))
+            .unwrap_or_else(|| panic!("no row for {t}"));
+        let repos: Vec<String> = t.hub_repos().iter().map(|r| format!("`{r}`")).collect();
+        assert_eq!(row[1], repos.join(", "), "{t}: dataset");
+        if let Some(c) = t.config_dir() {
+            assert_eq!(row[2], format!("`{c}`"), "{t}: config");
+        }
+        if let Some(f) = t.data_file() {
+            assert!(row[2].contains(&format!("`{f}`")), "{t}: root file");
+        }
+        assert!(
+            row[3].starts_with(&format!("`{}`", t.eval_split())),
+            "{t}: split"
         );
     }
 }

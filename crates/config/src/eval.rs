@@ -12,7 +12,7 @@ schema! {
     /// `[eval]` of a sweep file.
     pub struct EvalConfig, keys EVAL_KEYS;
 
-    /// Benchmarks to run: NAME, or NAME=PATH (a Parquet/JSONL file or dataset directory).
+    /// Benchmarks to run: NAME (found in data_dir or the local hub cache), or NAME=PATH (a Parquet/JSONL file, dataset directory, hub cache folder or ORG/NAME).
     tasks: Vec<String> = required, Kind::Tasks;
     /// Where tasks without a PATH are found: NAME/ folders or hub cache folders (datasets--ORG--NAME).
     data_dir: Option<PathBuf> = unset, Kind::Dir;

@@ -18,11 +18,11 @@ schema! {
     /// prints them all with their defaults.
     pub struct TrialConfig, keys TRIAL_KEYS;
 
-    /// HF model directory, or hub cache folder (models--ORG--NAME).
+    /// HF model directory, hub cache folder (models--ORG--NAME) or snapshot, or ORG/NAME[@REV] in the local hub cache.
     model: PathBuf = required, Kind::ModelDir;
     /// "pretrained" starts from the model's weights, "random" from fresh weights seeded by `seed`.
     init: InitKind = "\"pretrained\"", Kind::Choice(InitKind::NAMES);
-    /// SFT data: Parquet/JSONL files or dataset directories with a `messages` column.
+    /// SFT data: Parquet/JSONL files, dataset directories, hub cache folders or ORG/NAME[@REV], with a `messages` column.
     data: Vec<PathBuf> = required, Kind::Paths;
     /// "model" (the model's own Jinja template), "tulu" or "chatml".
     chat_template: ChatTemplate = "\"model\"", Kind::Choice(ChatTemplate::NAMES);

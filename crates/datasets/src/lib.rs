@@ -185,6 +185,17 @@ pub fn resolve_files(path: &Path, split: Option<&str>) -> Result<Vec<PathBuf>> {
     })
 }
 
+/// The files a training run reads from a data reference: a file itself;
+/// for a directory, hub cache folder or `ORG/NAME`, its `train` split
+/// when it has one, else all its data files.
+pub fn training_files(path: &Path) -> Result<Vec<PathBuf>> {
+    match resolve_files(path, Some("train")) {
+        Ok(files) => Ok(files),
+        Err(DatasetError::NoFiles { .. }) => resolve_files(path, None),
+        Err(e) => Err(e),
+    }
+}
+
 /// `f` relative to whichever root holds it, for messages.
 pub fn relative_name(roots: &[PathBuf], f: &Path) -> String {
     roots
@@ -198,19 +209,35 @@ pub fn relative_name(roots: &[PathBuf], f: &Path) -> String {
 /// Reads every row of one file.
 pub fn read_file(path: &Path) -> Result<Vec<Row>> {
     match path.extension().and_then(|e| e.to_str()) {
-        Some("parquet") => parquet_rows::read(path),
+        Some("parquet") => parquet_rows::read(path, None),
         Some("json") => read_json(path),
-        _ => read_jsonl(path),
+        _ => read_jsonl(path, None),
     }
 }
 
-fn read_jsonl(path: &Path) -> Result<Vec<Row>> {
+/// Reads the first `n` rows of one file, decoding no more of it than
+/// those need (a JSON array is read whole): for checking a large dataset's
+/// schema before anything starts.
+pub fn read_head(path: &Path, n: usize) -> Result<Vec<Row>> {
+    let mut rows = match path.extension().and_then(|e| e.to_str()) {
+        Some("parquet") => parquet_rows::read(path, Some(n))?,
+        Some("json") => read_json(path)?,
+        _ => read_jsonl(path, Some(n))?,
+    };
+    rows.truncate(n);
+    Ok(rows)
+}
+
+fn read_jsonl(path: &Path, limit: Option<usize>) -> Result<Vec<Row>> {
     let file = std::fs::File::open(path).map_err(|source| DatasetError::Io {
         path: path.to_path_buf(),
         source,
     })?;
     let mut rows = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        if limit.is_some_and(|n| rows.len() >= n) {
+            break;
+        }
         let line = line.map_err(|source| DatasetError::Io {
             path: path.to_path_buf(),
             source,
@@ -238,7 +265,7 @@ fn read_json(path: &Path) -> Result<Vec<Row>> {
     })?;
     // A .json file may hold JSON lines too.
     let Ok(v) = serde_json::from_str::<Value>(&text) else {
-        return read_jsonl(path);
+        return read_jsonl(path, None);
     };
     let fmt = |msg: &str| DatasetError::Format {
         path: path.to_path_buf(),

@@ -21,15 +21,19 @@ fn fmt_err(path: &Path, e: impl std::fmt::Display) -> DatasetError {
     }
 }
 
-pub(crate) fn read(path: &Path) -> Result<Vec<Row>> {
+/// Every row of `path`, or its first `limit` (only the row groups that
+/// hold them are decoded).
+pub(crate) fn read(path: &Path, limit: Option<usize>) -> Result<Vec<Row>> {
     let file = std::fs::File::open(path).map_err(|source| DatasetError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| fmt_err(path, format!("not a readable Parquet file: {e}")))?
-        .build()
-        .map_err(|e| fmt_err(path, e))?;
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| fmt_err(path, format!("not a readable Parquet file: {e}")))?;
+    if let Some(n) = limit {
+        builder = builder.with_limit(n).with_batch_size(n.max(1));
+    }
+    let reader = builder.build().map_err(|e| fmt_err(path, e))?;
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| fmt_err(path, e))?;

@@ -63,7 +63,10 @@ impl TokenizedData {
     }
 }
 
-fn parse_messages(rec: &Record) -> Result<Vec<Message>> {
+/// A row's `messages` as a conversation; errors name the file, row and
+/// field. Public so that `smolsweep run` can check a dataset's first rows
+/// before it starts anything.
+pub fn parse_messages(rec: &Record) -> Result<Vec<Message>> {
     let bad = |msg: String| TrainError::Data {
         location: rec.location(),
         msg,
@@ -158,18 +161,12 @@ impl Encoder<'_> {
     }
 }
 
-/// Reads the data paths: a directory with a `train` split uses it, else
-/// all its data files.
+/// Reads the data paths (see `smolsweep_datasets::training_files`).
 pub fn read_records(paths: &[PathBuf]) -> Result<Vec<Record>> {
     let mut out = Vec::new();
     for p in paths {
-        let recs = if p.is_dir() {
-            smolsweep_datasets::read_dataset(p, Some("train"))
-                .or_else(|_| smolsweep_datasets::read_dataset(p, None))?
-        } else {
-            smolsweep_datasets::read_dataset(p, None)?
-        };
-        out.extend(recs);
+        let files = smolsweep_datasets::training_files(p)?;
+        out.extend(smolsweep_datasets::read_records(&files, p)?);
     }
     Ok(out)
 }
@@ -253,7 +250,7 @@ pub fn cache_key(
     let mut h = Sha256::new();
     h.update(MAGIC);
     for p in data_paths {
-        for f in smolsweep_datasets::resolve_files(p, None)? {
+        for f in smolsweep_datasets::training_files(p)? {
             let mut file = std::fs::File::open(&f).map_err(|e| TrainError::io(&f, e))?;
             std::io::copy(&mut file, &mut h).map_err(|e| TrainError::io(&f, e))?;
             h.update([0xff]);

@@ -9,6 +9,7 @@ mod generate;
 mod import;
 mod info;
 mod init_model;
+mod preflight;
 mod report;
 mod run;
 mod schema;

@@ -24,6 +24,8 @@ fn cuda_devices() -> usize {
 pub fn run(a: &RunArgs) -> Result<()> {
     // Validation first and whole: nothing starts on a sweep with a bad key.
     let spec = SweepSpec::load(&a.sweep)?;
+    // The data too: a bad eval path found after training costs the run.
+    super::preflight::check(&spec)?;
     if a.check {
         let detected = smolsweep_orchestrator::gpu::detect(Some(&cuda_devices));
         let slots = smolsweep_orchestrator::gpu::slots(

@@ -1,0 +1,72 @@
+//! What `smolsweep run` checks before it records or starts anything:
+//! every eval task's data, found by the same resolver and read with the
+//! same row checks as `smolsweep eval`, and the first rows of each
+//! training data set, read as the trainer reads them. A wrong path or a
+//! bad row then costs seconds, not a training run.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use smolsweep_evals::{load_task, DataSources, TaskSpec};
+use smolsweep_orchestrator::SweepSpec;
+
+/// Rows of each training data set checked before the sweep starts: enough
+/// to catch a wrong schema, few enough to read a tulu-sized file's first
+/// row group in a moment.
+const TRAIN_ROWS_CHECKED: usize = 64;
+
+/// Checks the sweep's eval tasks and training data; the error names the
+/// sweep file, the key and the file, row and field at fault.
+pub fn check(spec: &SweepSpec) -> Result<()> {
+    let file = spec.file.display();
+    let mut data_sets: Vec<Vec<PathBuf>> = Vec::new();
+    for point in spec.points() {
+        // Grid points were validated when the spec was loaded.
+        let trial = spec
+            .trial(&point, &spec.output_dir)
+            .map_err(|e| anyhow::anyhow!("{file}: {}: {}", e.key, e.message))?;
+        if !data_sets.contains(&trial.data) {
+            data_sets.push(trial.data);
+        }
+    }
+    for data in &data_sets {
+        for (i, path) in data.iter().enumerate() {
+            check_training_data(path).with_context(|| format!("{file}: train.data[{i}]"))?;
+        }
+    }
+    let Some(eval) = &spec.eval else {
+        return Ok(());
+    };
+    let sources = DataSources {
+        data_dir: eval.data_dir.clone(),
+        fewshot_from: None,
+    };
+    let limit = eval.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    for (i, task) in eval.tasks.iter().enumerate() {
+        let spec_of: TaskSpec = task
+            .parse()
+            .with_context(|| format!("{file}: eval.tasks[{i}]"))?;
+        load_task(&spec_of, &sources, limit).with_context(|| format!("{file}: eval.tasks[{i}]"))?;
+    }
+    Ok(())
+}
+
+/// The first rows of a training data reference, as the trainer parses
+/// them.
+fn check_training_data(path: &std::path::Path) -> Result<()> {
+    let files = smolsweep_datasets::training_files(path)?;
+    let first = &files[0];
+    let rows = smolsweep_datasets::read_head(first, TRAIN_ROWS_CHECKED)?;
+    if rows.is_empty() && files.len() == 1 {
+        anyhow::bail!("{}: the dataset is empty", first.display());
+    }
+    for (index, row) in rows.into_iter().enumerate() {
+        let rec = smolsweep_datasets::Record {
+            file: first.clone(),
+            index,
+            row,
+        };
+        smolsweep_trainer::data::parse_messages(&rec)?;
+    }
+    Ok(())
+}
