@@ -194,9 +194,7 @@ pub fn check(kind: Kind, v: &Value, base: &Path) -> Result<Value, BadValue> {
             let Value::String(s) = v else {
                 return bad("a model directory, hub cache folder or ORG/NAME");
             };
-            let (reference, value) = source_ref(base, s);
-            let dir = smolsweep_hub::locate(&reference, RepoType::Model)
-                .map_err(|e| BadValue::new(e.to_string()))?;
+            let (dir, value) = locate_ref(base, s, RepoType::Model).map_err(BadValue::new)?;
             if !dir.first().join("config.json").is_file() {
                 return Err(BadValue::new(format!(
                     "{} has no config.json (expected a HF model directory)",
@@ -222,9 +220,8 @@ pub fn check(kind: Kind, v: &Value, base: &Path) -> Result<Value, BadValue> {
                 let Value::String(s) = item else {
                     return Err(BadValue::at(suffix, wrong_type("a path", item)));
                 };
-                let (reference, value) = source_ref(base, s);
-                smolsweep_hub::locate(&reference, RepoType::Dataset)
-                    .map_err(|e| BadValue::at(&suffix, e.to_string()))?;
+                let (_, value) =
+                    locate_ref(base, s, RepoType::Dataset).map_err(|e| BadValue::at(&suffix, e))?;
                 out.push(Value::String(value));
             }
             Ok(Value::Array(out))
@@ -277,9 +274,8 @@ fn check_tasks(v: &Value, base: &Path) -> Result<Value, BadValue> {
         seen.push(task);
         match path {
             Some(p) => {
-                let (reference, value) = source_ref(base, p);
-                smolsweep_hub::locate(&reference, RepoType::Dataset)
-                    .map_err(|e| BadValue::at(&suffix, e.to_string()))?;
+                let (_, value) =
+                    locate_ref(base, p, RepoType::Dataset).map_err(|e| BadValue::at(&suffix, e))?;
                 out.push(Value::String(format!("{name}={value}")));
             }
             None => out.push(Value::String(name.to_string())),
@@ -293,17 +289,33 @@ pub fn resolve(base: &Path, s: &str) -> PathBuf {
     base.join(smolsweep_hub::expand_home(s))
 }
 
-/// A model or dataset reference as written in a file under `base`: an
-/// `ORG/NAME[@REV]` that names no path there stays a hub id (looked up
-/// in the hub cache wherever it is used); anything else is a path, made
-/// absolute. Returns what to resolve now and the normalised value.
-fn source_ref(base: &Path, s: &str) -> (PathBuf, String) {
-    if smolsweep_hub::is_hub_reference(base, s) {
-        (PathBuf::from(s), s.to_owned())
-    } else {
+/// A model or dataset reference as written in a file under `base`,
+/// resolved now so a bad one is refused before anything starts. An
+/// `ORG/NAME[@REV]` that names no path there stays a hub id in the
+/// normalised value (looked up in the hub cache wherever it is used);
+/// anything else is a path, made absolute. A missing id-shaped path names
+/// both readings.
+fn locate_ref(
+    base: &Path,
+    s: &str,
+    ty: RepoType,
+) -> Result<(smolsweep_hub::Located, String), String> {
+    if !smolsweep_hub::is_hub_reference(base, s) {
         let p = resolve(base, s);
-        let v = p.display().to_string();
-        (p, v)
+        let found = smolsweep_hub::locate(&p, ty).map_err(|e| e.to_string())?;
+        return Ok((found, p.display().to_string()));
+    }
+    match smolsweep_hub::locate(Path::new(s), ty) {
+        Ok(found) => Ok((found, s.to_owned())),
+        Err(smolsweep_hub::HubError::NotFound { searched, .. }) => {
+            let folders: Vec<String> = searched.iter().map(|p| p.display().to_string()).collect();
+            Err(format!(
+                "{} does not exist, and {s} is not in the local hub cache (searched {})",
+                resolve(base, s).display(),
+                folders.join(", ")
+            ))
+        }
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -430,3 +442,42 @@ macro_rules! default_of {
     };
 }
 pub(crate) use default_of;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_paths_beside_the_file_or_hub_ids() {
+        let d = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir_all(d.path().join("data")).expect("mkdir");
+        std::fs::write(d.path().join("data/train.jsonl"), "{}\n").expect("write");
+        let kind = Kind::Paths;
+        let ok = check(kind, &Value::String("data/train.jsonl".into()), d.path()).expect("path");
+        assert_eq!(
+            ok,
+            Value::Array(vec![Value::String(
+                d.path().join("data/train.jsonl").display().to_string()
+            )])
+        );
+        // Id-shaped and nowhere: both readings are named.
+        let e = check(kind, &Value::String("data/missing.jsonl".into()), d.path())
+            .expect_err("missing");
+        assert!(
+            e.message.starts_with(&format!(
+                "{} does not exist, and data/missing.jsonl is not in the local hub cache (searched ",
+                d.path().join("data/missing.jsonl").display()
+            )),
+            "{}",
+            e.message
+        );
+        let e = check(kind, &Value::String("./missing.jsonl".into()), d.path()).expect_err("path");
+        assert_eq!(
+            e.message,
+            format!(
+                "{}: no such file or directory",
+                d.path().join("./missing.jsonl").display()
+            )
+        );
+    }
+}
