@@ -154,12 +154,12 @@ pub fn check_set_name(name: &str) -> Result<(), String> {
         && !name.starts_with('.')
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c));
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "{name:?}: a results set is named with letters, digits, '-', '_' and '.' (at most 64)"
+            "{name:?}: a results set is named with letters, digits, '-', '_', '+' and '.' (at most 64)"
         ))
     }
 }
@@ -494,4 +494,38 @@ fn eval_sweep_hint(spec: &SweepSpec, key: &str) -> String {
         "smolsweep eval-sweep {} --tasks {tasks}{option} --name NAME",
         spec.file.display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same bytes under another name hash the same; other bytes, or a
+    /// file moved between the data and the few-shot pool, do not.
+    #[test]
+    fn data_hash_is_of_contents_not_paths() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, text: &str| {
+            let p = d.path().join(name);
+            std::fs::write(&p, text).expect("write");
+            p
+        };
+        let a = write("a.jsonl", "{\"q\": 1}\n");
+        let b = write("b.jsonl", "{\"q\": 1}\n");
+        let c = write("c.jsonl", "{\"q\": 2}\n");
+        let h = |data: &[&PathBuf], fewshot: &[&PathBuf]| data_hash(data, fewshot).expect("hash");
+        assert_eq!(h(&[&a], &[]), h(&[&b], &[]));
+        assert_ne!(h(&[&a], &[]), h(&[&c], &[]));
+        assert_ne!(h(&[&a, &c], &[]), h(&[&a], &[&c]));
+        assert!(data_hash(&[d.path().join("missing")], &[]).is_err());
+    }
+
+    #[test]
+    fn set_names_are_file_safe_and_not_the_default() {
+        assert!(check_set_name("arc_easy+ifeval").is_ok());
+        assert!(check_set_name("limit-50.v2").is_ok());
+        assert!(check_set_name(DEFAULT_SET).is_err());
+        assert!(check_set_name("../x").is_err());
+        assert!(check_set_name("").is_err());
+    }
 }
