@@ -463,3 +463,46 @@ fn a_task_whose_evaluation_failed_is_fixed_and_evaluated_without_training() {
         assert!(t["scores"]["ifeval"]["acc"].is_f64(), "{t}");
     }
 }
+
+/// The same with the real `smolsweep train` and `eval`: the data files
+/// results.json lists hash as the files `run` finds for a moved task (so a
+/// path with the same data passes), and an added task is evaluated on the
+/// export without the trainer writing another event.
+#[test]
+fn with_the_real_trainer_a_moved_task_passes_and_an_added_one_is_evaluated() {
+    let s = Sweep::new_real(4, "lr = [1e-4]\nbatch_size = [4]", "");
+    assert_ok(&s.run(), "first run");
+    let events = event_files(&s);
+    let before = set_scores(&s, "default");
+    assert_eq!(tasks_of(&before, 1), ["arc_easy", "hellaswag"]);
+
+    let copy = s.dir.path().join("hellaswag-copy.jsonl");
+    std::fs::copy(fixtures().join("tiny/data/hellaswag.jsonl"), &copy).expect("copy");
+    let tasks = vec![
+        default_tasks()[0].clone(),
+        format!("hellaswag={}", copy.display()),
+        format!("piqa={}", piqa(&s).display()),
+    ];
+    set_eval(&s, &tasks, "limit = 10");
+    let o = s.run();
+    assert_ok(&o, "run with hellaswag moved and piqa added");
+    assert!(
+        stderr(&o).contains("1 completed trials evaluated on tasks added"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(event_files(&s), events, "the trainer ran again");
+    let after = set_scores(&s, "default");
+    assert_eq!(tasks_of(&after, 1), ["arc_easy", "hellaswag", "piqa"]);
+    let kept: Vec<_> = after.iter().filter(|r| r.1 != "piqa").cloned().collect();
+    assert_eq!(kept, before);
+    let files = s.sql("SELECT task, data_sha256 IS NOT NULL FROM eval_tasks ORDER BY task");
+    assert_eq!(
+        files,
+        [
+            vec![Value::from("arc_easy"), Value::from(1)],
+            vec![Value::from("hellaswag"), Value::from(1)],
+            vec![Value::from("piqa"), Value::from(1)],
+        ]
+    );
+}
