@@ -78,7 +78,12 @@ pub async fn read_set(spec: &SweepSpec, results: Option<&str>) -> Result<Snapsho
                 .filter_map(Json::as_str)
                 .map(smolsweep_config::sweep::task_name)
                 .collect();
-            scores.retain(|s| names.contains(&s.score.task.as_str()));
+            // Only benchmarks the registry knows: a task another harness
+            // named its own way cannot be told apart from a removed one.
+            scores.retain(|s| {
+                names.contains(&s.score.task.as_str())
+                    || s.score.task.parse::<smolsweep_config::Task>().is_err()
+            });
         }
     }
     // The recorded orchestrator counts as alive when its process exists

@@ -28,7 +28,7 @@ use crate::store::{Store, StoreError, TaskFiles, Trial, TrialOutcome, DEFAULT_SE
 use smolsweep_config::{EvalConfig, SweepSpec};
 
 /// How often the orchestrator and its trials prove they are alive.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+pub(super) const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
 /// How to run a sweep.
 pub struct SweepOptions {
@@ -363,6 +363,7 @@ pub async fn eval_sweep(
     let s = extra::run_jobs(&ctx, slots, jobs, &progress, true).await?;
     signals.abort();
     progress.finish();
+    store.release().await?;
     store.close().await;
     Ok(EvalSweepSummary {
         trials: completed,

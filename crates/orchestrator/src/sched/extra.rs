@@ -22,6 +22,7 @@ use smolsweep_config::{EvalConfig, ExitCode};
 use tokio::task::JoinSet;
 
 use super::child::{append, log_reason, run_child, Child, Exit};
+use super::coordinator::HEARTBEAT_EVERY;
 use super::tail::{train_state, TrainState};
 use super::{chain, io_err, Ctx, RunError, TAIL_EVERY};
 use crate::gpu::Slot;
@@ -106,6 +107,26 @@ fn read_covering(path: &Path, tasks: &[String]) -> Option<Json> {
         .then_some(doc)
 }
 
+/// Whether a results file left by an earlier evaluation read each task's
+/// data from where `eval` says it is now (its path, or `data_dir`): after a
+/// path change it is evaluated again rather than recorded from old data.
+fn from_sources(doc: &Json, eval: &EvalConfig) -> bool {
+    eval.tasks.iter().all(|entry| {
+        let root = match entry.split_once('=') {
+            Some((_, p)) => Some(PathBuf::from(p.trim())),
+            None => eval.data_dir.clone(),
+        };
+        let Some(root) = root else { return true };
+        doc["tasks"][task_name(entry)]["data_files"]
+            .as_array()
+            .is_some_and(|files| {
+                files
+                    .iter()
+                    .all(|f| f.as_str().is_some_and(|f| Path::new(f).starts_with(&root)))
+            })
+    })
+}
+
 /// Runs `jobs` over `slots`, a slot each at a time, until done or the
 /// sweep stops. `count` moves the overall bar per evaluation.
 pub(super) async fn run_jobs(
@@ -119,6 +140,8 @@ pub(super) async fn run_jobs(
     let mut free: VecDeque<Slot> = slots.into();
     let mut tasks: JoinSet<(Slot, Job, ProgressBar, Result<Outcome, RunError>)> = JoinSet::new();
     let mut summary = Summary::default();
+    let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+    let pid = std::process::id();
     loop {
         while ctx.shutdown_level() == 0 && !queue.is_empty() {
             let Some(slot) = free.pop_front() else { break };
@@ -134,9 +157,18 @@ pub(super) async fn run_jobs(
                 (slot, job, bar, r)
             });
         }
-        let Some(joined) = tasks.join_next().await else {
+        if tasks.is_empty() {
             break;
+        }
+        // The orchestrator stays visibly alive while evaluations run.
+        let joined = tokio::select! {
+            joined = tasks.join_next() => joined,
+            _ = heartbeat.tick() => {
+                ctx.store.heartbeat(&[], pid).await?;
+                continue;
+            }
         };
+        let Some(joined) = joined else { break };
         let (slot, job, bar, r) = match joined {
             Ok(x) => x,
             Err(e) => {
@@ -188,7 +220,9 @@ async fn evaluate(ctx: &Ctx, job: &Job, slot: &Slot) -> Result<Outcome, RunError
             .await
             .map(|()| Outcome::Evaluated)
     };
-    if let Some(doc) = read_covering(&results, &job.eval.tasks) {
+    if let Some(doc) =
+        read_covering(&results, &job.eval.tasks).filter(|doc| from_sources(doc, &job.eval))
+    {
         return Ok(record(doc).await?);
     }
     let Some(export) = export_of(&dir) else {

@@ -48,7 +48,7 @@ pub enum StoreError {
     NoSweep { db: PathBuf },
     #[error(
         "{file}: {key} differs from the spec recorded in {db}; a running sweep's spec is frozen \
-         (only new grid values may be added). Restore it, or give the sweep a new output_dir"
+         (only new grid values, and `[eval]` tasks, may be added). Restore it, or give the sweep a new output_dir"
     )]
     SpecChanged {
         file: PathBuf,
