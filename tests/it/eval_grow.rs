@@ -126,6 +126,20 @@ fn tasks_of(scores: &[(i64, String, String, f64)], trial: i64) -> Vec<String> {
     t
 }
 
+/// Deletes a task's scores from the record, as if they were never written.
+fn forget_scores(s: &Sweep, task: &str) {
+    let script = "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\n\
+                  c.execute('DELETE FROM eval_results WHERE task = ?', (sys.argv[2],))\n\
+                  c.execute('DELETE FROM eval_tasks WHERE task = ?', (sys.argv[2],))\nc.commit()";
+    let o = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(s.db())
+        .arg(task)
+        .output()
+        .expect("python3 sqlite3");
+    assert_ok(&o, "deleting scores");
+}
+
 fn status_table(s: &Sweep, extra: &[&str]) -> String {
     let toml = s.toml();
     let mut args = vec!["status", arg(&toml)];
@@ -214,6 +228,17 @@ fn a_task_added_to_a_finished_sweep_is_evaluated_without_training() {
     let runs = s.ledger_entries().len();
     assert_ok(&s.run(), "third run");
     assert_eq!(s.ledger_entries().len(), runs);
+
+    // An orchestrator that died between an evaluation's results file and
+    // its record: the next run records the file, evaluating nothing.
+    forget_scores(&s, "piqa");
+    assert_eq!(
+        tasks_of(&set_scores(&s, "default"), 1),
+        ["arc_easy", "hellaswag"]
+    );
+    assert_ok(&s.run(), "run after a lost record");
+    assert_eq!(s.ledger_entries().len(), runs, "evaluated again");
+    assert_eq!(set_scores(&s, "default"), after);
 
     // A removed task is hidden, its scores kept; adding it back with the
     // same data shows them again without evaluating.
