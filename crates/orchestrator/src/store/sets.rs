@@ -498,6 +498,7 @@ fn eval_sweep_hint(spec: &SweepSpec, key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::RecordedScore;
     use super::*;
 
     /// The same bytes under another name hash the same; other bytes, or a
@@ -518,6 +519,74 @@ mod tests {
         assert_ne!(h(&[&a], &[]), h(&[&c], &[]));
         assert_ne!(h(&[&a, &c], &[]), h(&[&a], &[&c]));
         assert!(data_hash(&[d.path().join("missing")], &[]).is_err());
+    }
+
+    /// A record made before results sets: read as it is (status opens it
+    /// read-only, unmigrated), its scores are the default set's; migrated
+    /// by the next `run`, they are still.
+    #[test]
+    fn scores_recorded_before_results_sets_are_the_default_set() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let old = d.path().join("migrations");
+        std::fs::create_dir_all(&old).expect("mkdir");
+        let first = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../migrations/0001_sweep_record.sql"
+        );
+        std::fs::copy(first, old.join("0001_sweep_record.sql")).expect("copy 0001");
+        let db = d.path().join("sweep.db");
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                let pool = sqlx::SqlitePool::connect_with(
+                    sqlx::sqlite::SqliteConnectOptions::new()
+                        .filename(&db)
+                        .create_if_missing(true)
+                        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal),
+                )
+                .await
+                .expect("connect");
+                sqlx::migrate::Migrator::new(old.as_path())
+                    .await
+                    .expect("0001 alone")
+                    .run(&pool)
+                    .await
+                    .expect("apply 0001");
+                sqlx::raw_sql(
+                    "INSERT INTO sweeps (id, name, spec_json, spec_toml, created_at, updated_at) \
+                     VALUES (1, 's', '{}', '', 0, 0); \
+                     INSERT INTO trials (id, sweep_id, point_key, dir, state) VALUES (1, 1, '{}', 'd', 'completed'); \
+                     INSERT INTO eval_results (trial_id, task, metric, value, stderr) VALUES (1, 'arc_easy', 'acc', 0.5, 0.1);",
+                )
+                .execute(&pool)
+                .await
+                .expect("rows of an old record");
+                pool.close().await;
+                let want = vec![RecordedScore {
+                    trial_id: 1,
+                    score: Score {
+                        task: "arc_easy".into(),
+                        metric: "acc".into(),
+                        value: 0.5,
+                        stderr: Some(0.1),
+                    },
+                }];
+
+                let read = Store::open_read_only(&db).await.expect("read-only");
+                assert_eq!(read.scores().await.expect("scores"), want);
+                let sets = read.results_sets().await.expect("sets");
+                assert_eq!(sets.len(), 1);
+                assert_eq!(sets[0].name, DEFAULT_SET);
+                read.close().await;
+
+                let migrated = Store::open(&db).await.expect("migrate");
+                assert_eq!(migrated.scores().await.expect("scores"), want);
+                assert_eq!(migrated.set_scores("other").await.expect("scores"), vec![]);
+                assert_eq!(migrated.results_sets().await.expect("sets").len(), 1);
+                migrated.close().await;
+            });
     }
 
     #[test]
