@@ -14,6 +14,7 @@ mod orchestrator_helpers;
 mod demo_e2e;
 mod error_chains;
 mod eval_bad_inputs;
+mod eval_grow;
 mod eval_ifeval_e2e;
 mod eval_reference;
 mod hub_layouts;

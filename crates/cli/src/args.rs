@@ -42,6 +42,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Run (or resume) a sweep: train and evaluate every grid point.
     Run(RunArgs),
+    /// Evaluate every completed trial of a sweep on TASKS into a new, named results set (no training).
+    EvalSweep(EvalSweepArgs),
     /// A sweep's grid points with state, progress, loss and scores.
     Status(StatusArgs),
     /// A sweep's trials as CSV: hyperparameters, state and every score.
@@ -192,12 +194,33 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct EvalSweepArgs {
+    /// The sweep TOML (recorded by `smolsweep run`; its [eval] gives the options not set here).
+    pub sweep: PathBuf,
+    /// Tasks, comma-separated: NAME or NAME=PATH (PATH relative to the current directory).
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub tasks: Vec<String>,
+    /// Name of the results set (default: the task names joined by '+'); the same name again resumes it.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// An [eval] option for this set, KEY=VALUE as in TOML (e.g. limit=50, gsm8k_fewshot=0); repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+    /// Do not draw the progress display (logs only).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The sweep TOML.
     pub sweep: PathBuf,
     /// One JSON document instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Show the scores of this results set (`eval-sweep --name`) instead of the sweep's own.
+    #[arg(long, value_name = "NAME")]
+    pub results: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +230,9 @@ pub struct ExportArgs {
     /// Where to write the CSV (`-` for stdout).
     #[arg(long)]
     pub csv: PathBuf,
+    /// Export the scores of this results set (`eval-sweep --name`) instead of the sweep's own.
+    #[arg(long, value_name = "NAME")]
+    pub results: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -302,7 +328,10 @@ pub struct InitModelArgs {
 pub struct ReportArgs {
     /// The sweep TOML.
     pub sweep: PathBuf,
-    /// Output directory (default: the sweep's output_dir/report).
+    /// Output directory (default: the sweep's output_dir/report, or report.NAME with --results).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Report the scores of this results set (`eval-sweep --name`) instead of the sweep's own.
+    #[arg(long, value_name = "NAME")]
+    pub results: Option<String>,
 }

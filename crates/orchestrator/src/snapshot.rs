@@ -10,7 +10,7 @@ use serde_json::{json, Value as Json};
 use smolsweep_config::TrialState;
 
 use crate::locks;
-use crate::store::{now, Score, Store, StoreError, Trial};
+use crate::store::{now, Score, Store, StoreError, Trial, DEFAULT_SET};
 use smolsweep_config::value::format_float;
 use smolsweep_config::SweepSpec;
 
@@ -33,16 +33,59 @@ pub struct Snapshot {
     pub rows: Vec<TrialView>,
     /// Every (task, metric) that any trial has, sorted.
     pub metrics: Vec<(String, String)>,
+    /// The results set whose scores these are (`default`: the sweep's
+    /// own `[eval]`).
+    pub results_set: String,
+    /// Every results set recorded, the default first.
+    pub results_sets: Vec<String>,
     pub max_steps: Option<i64>,
 }
 
-/// Reads the sweep recorded at `spec.db`.
+/// Reads the sweep recorded at `spec.db`, with its own `[eval]`'s scores.
 pub async fn read(spec: &SweepSpec) -> Result<Snapshot, StoreError> {
+    read_set(spec, None).await
+}
+
+/// Reads the sweep recorded at `spec.db`, with the scores of results set
+/// `results` (None: the default set, the sweep's own `[eval]`, showing
+/// only the tasks it lists now: a task removed from it is hidden).
+pub async fn read_set(spec: &SweepSpec, results: Option<&str>) -> Result<Snapshot, StoreError> {
     let store = Store::open_read_only(&spec.db).await?;
     let sweep = store.sweep().await?;
     let trials = store.trials().await?;
-    let scores = store.scores().await?;
+    let sets: Vec<String> = store
+        .results_sets()
+        .await?
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    let set = results.unwrap_or(DEFAULT_SET);
+    if !sets.iter().any(|s| s == set) {
+        store.close().await;
+        return Err(StoreError::ResultsSet {
+            db: spec.db.clone(),
+            name: set.to_string(),
+            msg: format!("is not recorded (recorded: {})", sets.join(", ")),
+        });
+    }
+    let mut scores = store.set_scores(set).await?;
     store.close().await;
+    if set == DEFAULT_SET {
+        let recorded: Json = serde_json::from_str(&sweep.spec_json).unwrap_or_default();
+        if let Some(tasks) = recorded["eval"]["tasks"].as_array() {
+            let names: Vec<&str> = tasks
+                .iter()
+                .filter_map(Json::as_str)
+                .map(smolsweep_config::sweep::task_name)
+                .collect();
+            // Only benchmarks the registry knows: a task another harness
+            // named its own way cannot be told apart from a removed one.
+            scores.retain(|s| {
+                names.contains(&s.score.task.as_str())
+                    || s.score.task.parse::<smolsweep_config::Task>().is_err()
+            });
+        }
+    }
     // The recorded orchestrator counts as alive when its process exists
     // and it beat recently (a reused pid alone proves nothing).
     let orchestrator = sweep.orchestrator_pid.filter(|&pid| {
@@ -84,6 +127,8 @@ pub async fn read(spec: &SweepSpec) -> Result<Snapshot, StoreError> {
         orchestrator,
         rows,
         metrics,
+        results_set: set.to_string(),
+        results_sets: sets,
         max_steps: spec
             .train
             .get("max_steps")
@@ -202,6 +247,13 @@ pub fn render_table(s: &Snapshot) -> String {
             None => " (no orchestrator running)".into(),
         }
     ));
+    if s.results_sets.len() > 1 || s.results_set != DEFAULT_SET {
+        out.push_str(&format!(
+            "scores: results set {} (recorded: {}; choose with --results NAME)\n",
+            s.results_set,
+            s.results_sets.join(", ")
+        ));
+    }
     for r in rows {
         let line: Vec<String> = r
             .iter()
@@ -259,6 +311,8 @@ pub fn render_json(s: &Snapshot) -> Json {
     json!({
         "sweep": s.name,
         "orchestrator_pid": s.orchestrator,
+        "results_set": s.results_set,
+        "results_sets": s.results_sets,
         "trials": trials,
     })
 }

@@ -1,5 +1,6 @@
-//! `smolsweep export SWEEP.toml --csv FILE`: one row per trial with its
-//! hyperparameters, state and every score. Reads only.
+//! `smolsweep export SWEEP.toml --csv FILE [--results NAME]`: one row per
+//! trial with its hyperparameters, state and every score (of the sweep's
+//! own `[eval]`, or of a results set). Reads only.
 
 use anyhow::{Context, Result};
 use smolsweep_orchestrator::snapshot;
@@ -9,7 +10,7 @@ use crate::args::ExportArgs;
 
 pub fn run(a: &ExportArgs) -> Result<()> {
     let spec = SweepSpec::load(&a.sweep)?;
-    let snap = super::sweep_snapshot(&spec)?;
+    let snap = super::sweep_snapshot(&spec, a.results.as_deref())?;
     let text = snapshot::render_csv(&spec, &snap);
     if a.csv.as_os_str() == "-" {
         print!("{text}");

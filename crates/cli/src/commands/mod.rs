@@ -4,6 +4,7 @@
 mod bench;
 mod demo_data;
 mod eval;
+mod eval_sweep;
 mod export;
 mod generate;
 mod import;
@@ -35,6 +36,7 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::InitModel(a) => init_model::run(&a),
         Command::DemoData(a) => demo_data::run(&a),
         Command::Run(a) => run::run(&a),
+        Command::EvalSweep(a) => eval_sweep::run(&a),
         Command::Status(a) => status::run(&a),
         Command::Export(a) => export::run(&a),
         Command::Schema(a) => schema::run(&a),
@@ -54,16 +56,18 @@ impl std::fmt::Display for ExitStatus {
 
 impl std::error::Error for ExitStatus {}
 
-/// Reads a sweep's snapshot from its database (status, export, report):
-/// a one-thread runtime is all a few queries need.
+/// Reads a sweep's snapshot from its database (status, export, report),
+/// with the scores of results set `results` (None: the sweep's own): a
+/// one-thread runtime is all a few queries need.
 pub(crate) fn sweep_snapshot(
     spec: &smolsweep_orchestrator::SweepSpec,
+    results: Option<&str>,
 ) -> Result<smolsweep_orchestrator::snapshot::Snapshot> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(smolsweep_orchestrator::snapshot::read(spec))
+    rt.block_on(smolsweep_orchestrator::snapshot::read_set(spec, results))
         .with_context(|| format!("reading the sweep database {}", spec.db.display()))
 }
 

@@ -1,4 +1,5 @@
-//! `smolsweep report SWEEP.toml [--out DIR]`: reads the sweep's database
+//! `smolsweep report SWEEP.toml [--out DIR] [--results NAME]`: reads the
+//! sweep's database (the scores of its own `[eval]`, or of a results set)
 //! and renders the Figure-1 contours, the LR/BS ratio analysis,
 //! report.md/report.html and results.csv (crate `smolsweep-report`).
 //! Works on a partial sweep: what is not done is listed as missing.
@@ -27,7 +28,7 @@ fn state_of(s: &str) -> TrialState {
 
 pub fn run(a: &ReportArgs) -> Result<()> {
     let spec = SweepSpec::load(&a.sweep)?;
-    let s = super::sweep_snapshot(&spec)?;
+    let s = super::sweep_snapshot(&spec, a.results.as_deref())?;
     let base_lr = spec
         .train
         .get("lr")
@@ -77,10 +78,10 @@ pub fn run(a: &ReportArgs) -> Result<()> {
             extra,
         });
     }
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| spec.output_dir.join("report"));
+    let out = a.out.clone().unwrap_or_else(|| match &a.results {
+        Some(set) => spec.output_dir.join(format!("report.{set}")),
+        None => spec.output_dir.join("report"),
+    });
     let input = ReportInput {
         sweep_name: s.name.clone(),
         spec_toml: spec.source.clone(),

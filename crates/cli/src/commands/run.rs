@@ -1,7 +1,12 @@
 //! `smolsweep run SWEEP.toml`: validate the whole sweep, then train and
-//! evaluate every grid point (resuming whatever an earlier run left).
+//! evaluate every grid point (resuming whatever an earlier run left), and
+//! evaluate completed trials on tasks added to `[eval]` since.
+
+use std::path::Path;
 
 use anyhow::{Context, Result};
+use smolsweep_evals::{load_task, DataSources, TaskSpec};
+use smolsweep_orchestrator::store::TaskFiles;
 use smolsweep_orchestrator::{SweepOptions, SweepSpec};
 
 use crate::args::RunArgs;
@@ -19,6 +24,33 @@ fn cuda_devices() -> usize {
     } else {
         0
     }
+}
+
+/// A task's data files as `smolsweep eval` finds them, for the
+/// orchestrator's check that a task given a new path has the same data.
+pub(crate) fn task_files() -> Box<TaskFiles> {
+    Box::new(|entry: &str, data_dir: Option<&Path>| {
+        let spec: TaskSpec = entry.parse().map_err(|e| format!("{e}"))?;
+        let sources = DataSources {
+            data_dir: data_dir.map(Path::to_path_buf),
+            fewshot_from: None,
+        };
+        let data = load_task(&spec, &sources, None)
+            .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
+        Ok((data.files, data.fewshot_files))
+    })
+}
+
+/// The program that runs trials: `$SMOLSWEEP_TRIAL_PROGRAM`, else this binary.
+pub(crate) fn trial_program() -> Result<std::path::PathBuf> {
+    match std::env::var_os(TRIAL_PROGRAM_ENV) {
+        Some(p) => Ok(p.into()),
+        None => std::env::current_exe().context("locating the smolsweep binary"),
+    }
+}
+
+pub(crate) fn gpu_fallback() -> Box<dyn Fn() -> usize + Send + Sync> {
+    Box::new(cuda_devices)
 }
 
 pub fn run(a: &RunArgs) -> Result<()> {
@@ -41,14 +73,11 @@ pub fn run(a: &RunArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let program = match std::env::var_os(TRIAL_PROGRAM_ENV) {
-        Some(p) => p.into(),
-        None => std::env::current_exe().context("locating the smolsweep binary")?,
-    };
     let opts = SweepOptions {
-        program,
-        gpu_fallback: Some(Box::new(cuda_devices)),
+        program: trial_program()?,
+        gpu_fallback: Some(gpu_fallback()),
         progress: !a.no_progress,
+        task_files: Some(task_files()),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -75,6 +104,20 @@ pub fn run(a: &RunArgs) -> Result<()> {
         return Err(super::ExitStatus(130).into());
     }
     eprintln!("{line}");
+    if summary.evaluated > 0 {
+        eprintln!(
+            "{} completed trials evaluated on tasks added to [eval] (not trained again)",
+            summary.evaluated
+        );
+    }
+    if !summary.eval_failed.is_empty() {
+        anyhow::bail!(
+            "{} evaluations of completed trials failed (the trials keep their scores; fix [eval] \
+             and run again):\n  {}",
+            summary.eval_failed.len(),
+            summary.eval_failed.join("\n  ")
+        );
+    }
     if summary.failed > 0 {
         anyhow::bail!(
             "{} trials failed after all retries (see `smolsweep status {}`)",

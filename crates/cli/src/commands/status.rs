@@ -1,5 +1,6 @@
-//! `smolsweep status SWEEP.toml [--json]`: the grid points with state,
-//! attempt, progress, last loss, scores and slot. Reads only.
+//! `smolsweep status SWEEP.toml [--json] [--results NAME]`: the grid points
+//! with state, attempt, progress, last loss, scores (of the sweep's own
+//! `[eval]`, or of a results set `eval-sweep` made) and slot. Reads only.
 
 use anyhow::Result;
 use smolsweep_orchestrator::snapshot;
@@ -9,7 +10,7 @@ use crate::args::StatusArgs;
 
 pub fn run(a: &StatusArgs) -> Result<()> {
     let spec = SweepSpec::load(&a.sweep)?;
-    let snap = super::sweep_snapshot(&spec)?;
+    let snap = super::sweep_snapshot(&spec, a.results.as_deref())?;
     if a.json {
         println!(
             "{}",

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Value;
 
-pub use frozen::check_frozen;
+pub use frozen::{check_frozen, eval_growth, task_name, TaskChange, GROWABLE_EVAL_KEYS};
 pub use grid::{point_key, point_label, points, Axis, Point};
 pub use resources::{Gpus, Resources};
 

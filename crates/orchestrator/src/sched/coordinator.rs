@@ -3,6 +3,11 @@
 //! a pending trial the moment a slot frees, until nothing is left or a
 //! signal stops it. It turns Ctrl-C / SIGTERM into a shutdown level the
 //! trial tasks obey, beats the heartbeat, and ends with a summary.
+//!
+//! When `[eval]` grew (a task added, or a path fixed), completed trials are
+//! then evaluated on the tasks they have no scores for (`extra`), and
+//! trials whose evaluation failed get another one: neither trains again.
+//! [`eval_sweep`] is the same evaluation into a named results set.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -15,15 +20,15 @@ use smolsweep_config::TrialState;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{chain, io_err, trial, Ctx, RunError};
+use super::{chain, extra, io_err, trial, Ctx, RunError};
 use crate::gpu::{self, Slot};
 use crate::locks::{self, OrchestratorLock};
 use crate::progress::ProgressDisplay;
-use crate::store::{Store, Trial, TrialOutcome};
-use smolsweep_config::SweepSpec;
+use crate::store::{Store, StoreError, TaskFiles, Trial, TrialOutcome, DEFAULT_SET};
+use smolsweep_config::{EvalConfig, SweepSpec};
 
 /// How often the orchestrator and its trials prove they are alive.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+pub(super) const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
 /// How to run a sweep.
 pub struct SweepOptions {
@@ -34,6 +39,10 @@ pub struct SweepOptions {
     pub gpu_fallback: Option<Box<dyn Fn() -> usize + Send + Sync>>,
     /// Draw the progress display (when stderr is a terminal).
     pub progress: bool,
+    /// Finds a task's data files as the evaluator does, so that a task
+    /// whose path changed can be checked for unchanged data (without it,
+    /// a scored task's path may not change).
+    pub task_files: Option<Box<TaskFiles>>,
 }
 
 impl std::fmt::Debug for SweepOptions {
@@ -54,6 +63,10 @@ pub struct RunSummary {
     pub diverged: usize,
     pub failed: usize,
     pub pending: usize,
+    /// Evaluations of completed trials on tasks added to `[eval]`.
+    pub evaluated: usize,
+    /// Those that failed, one line each (the trials stay completed).
+    pub eval_failed: Vec<String>,
     /// Stopped by Ctrl-C / SIGTERM before the sweep finished.
     pub interrupted: bool,
 }
@@ -78,6 +91,9 @@ pub async fn run(spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunE
     let slots = gpu::slots(&spec.resources, &detected, &spec.file.display().to_string())?;
     let store = Store::open(&spec.db).await?;
     let pid = std::process::id();
+    let eval_grew = store
+        .check_eval_growth(&spec, opts.task_files.as_deref())
+        .await?;
     let (_, added) = store.ensure_sweep(&spec, pid).await?;
     let reopened = store.reopen_failed(spec.resources.max_retries).await?;
     if reopened > 0 {
@@ -85,6 +101,15 @@ pub async fn run(spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunE
             reopened,
             "failed trials get another attempt (max_retries was raised)"
         );
+    }
+    if eval_grew {
+        let reopened = store.reopen_failed_evals().await?;
+        if reopened > 0 {
+            tracing::info!(
+                reopened,
+                "trials whose evaluation failed are evaluated again ([eval] tasks changed)"
+            );
+        }
     }
     store
         .event(
@@ -209,9 +234,40 @@ pub async fn run(spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunE
             }
         }
     }
+    interrupted |= *shutdown.borrow() > 0;
+    // Completed trials evaluated before `[eval]` grew get the tasks they
+    // have no scores for, on the slots the trials left free.
+    let mut grown = extra::Summary::default();
+    if !interrupted {
+        if let Some(eval) = ctx.spec.eval.clone() {
+            let jobs: Vec<extra::Job> = store
+                .unscored(&eval.tasks)
+                .await?
+                .into_iter()
+                .map(|(trial, tasks)| extra::Job {
+                    trial,
+                    results: extra::grow_results_file(&tasks),
+                    eval: EvalConfig {
+                        tasks,
+                        ..eval.clone()
+                    },
+                    set: DEFAULT_SET.into(),
+                })
+                .collect();
+            if !jobs.is_empty() {
+                progress.note(&format!(
+                    "evaluating {} completed trials on tasks added to [eval] (no training)",
+                    jobs.len()
+                ));
+                grown =
+                    extra::run_jobs(&ctx, free.iter().cloned().collect(), jobs, &progress, false)
+                        .await?;
+                interrupted |= grown.interrupted;
+            }
+        }
+    }
     signals.abort();
     progress.finish();
-    interrupted |= *shutdown.borrow() > 0;
     store.release().await?;
     let trials = store.trials().await?;
     let count = |s: TrialState| trials.iter().filter(|t| t.state == s).count();
@@ -222,6 +278,8 @@ pub async fn run(spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunE
         diverged: count(TrialState::Diverged),
         failed: count(TrialState::Failed),
         pending: count(TrialState::Pending) + count(TrialState::Running),
+        evaluated: grown.evaluated,
+        eval_failed: grown.failed,
         interrupted,
     };
     store
@@ -233,6 +291,86 @@ pub async fn run(spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunE
         .await?;
     store.close().await;
     Ok(summary)
+}
+
+/// What an `eval-sweep` ended with.
+#[derive(Debug, Clone, Default)]
+pub struct EvalSweepSummary {
+    /// Completed trials of the sweep.
+    pub trials: usize,
+    /// Evaluated now (the others had the set's results already).
+    pub evaluated: usize,
+    pub failed: Vec<String>,
+    pub interrupted: bool,
+}
+
+/// Evaluates every completed trial's export with `eval` into results set
+/// `set` (created with these options, or resumed when they are the
+/// same). The sweep must be recorded, with the same name, `[train]` and
+/// `[grid]` as `spec`; its `[eval]` may differ (that is the point). The
+/// trainer never runs, and the sweep's own scores are untouched.
+pub async fn eval_sweep(
+    spec: SweepSpec,
+    eval: EvalConfig,
+    eval_json: Json,
+    set: &str,
+    opts: SweepOptions,
+) -> Result<EvalSweepSummary, RunError> {
+    if !spec.db.is_file() {
+        return Err(StoreError::NoSweep {
+            db: spec.db.clone(),
+        }
+        .into());
+    }
+    let _lock = OrchestratorLock::acquire(&spec.db)?;
+    let detected = gpu::detect(
+        opts.gpu_fallback
+            .as_deref()
+            .map(|f| f as &dyn Fn() -> usize),
+    );
+    let slots = gpu::slots(&spec.resources, &detected, &spec.file.display().to_string())?;
+    let store = Store::open(&spec.db).await?;
+    store.check_same_trials(&spec).await?;
+    store.ensure_results_set(set, &eval_json).await?;
+    let completed = store
+        .trials()
+        .await?
+        .into_iter()
+        .filter(|t| t.state == TrialState::Completed)
+        .count();
+    let results = format!("results.{set}.json");
+    let jobs: Vec<extra::Job> = store
+        .unscored_in(set, &eval.tasks)
+        .await?
+        .into_iter()
+        .map(|(trial, _)| extra::Job {
+            trial,
+            eval: eval.clone(),
+            set: set.to_string(),
+            results: results.clone(),
+        })
+        .collect();
+    let (tx, rx) = watch::channel(0u8);
+    let signals = tokio::spawn(watch_signals(tx));
+    let ctx = Arc::new(Ctx {
+        spec,
+        store: store.clone(),
+        program: opts.program,
+        shutdown: rx,
+        cpu_threads: gpu::cpu_threads(&slots),
+    });
+    let progress = ProgressDisplay::new(jobs.len() as u64, 0, opts.progress);
+    let s = extra::run_jobs(&ctx, slots, jobs, &progress, true).await?;
+    signals.abort();
+    progress.finish();
+    store.release().await?;
+    store.close().await;
+    Ok(EvalSweepSummary {
+        trials: completed,
+        evaluated: s.evaluated,
+        failed: s.failed,
+        interrupted: s.interrupted,
+    })
 }
 
 /// Trials a previous orchestrator left running: an orphan still holds the

@@ -24,11 +24,14 @@
 //! - `coordinator`: the loop: slots, claims, signals, the summary;
 //! - `trial`: one trial's lifecycle, train stage then eval stage, ending
 //!   in a [`TrialOutcome`](crate::store::TrialOutcome);
+//! - `extra`: evaluations of completed trials outside their lifecycle
+//!   (tasks added to `[eval]`, `eval-sweep`'s results sets);
 //! - `child`: one child process: spawn, process group, signals, exit;
 //! - `tail`: the trial's event file: new lines, training state.
 
 mod child;
 mod coordinator;
+mod extra;
 mod tail;
 mod trial;
 
@@ -40,7 +43,7 @@ use crate::store::{Store, StoreError};
 use crate::{gpu, locks};
 use smolsweep_config::SweepSpec;
 
-pub use coordinator::{run, RunSummary, SweepOptions};
+pub use coordinator::{eval_sweep, run, EvalSweepSummary, RunSummary, SweepOptions};
 
 /// How often running trials' event files are read (and the display moved).
 const TAIL_EVERY: std::time::Duration = std::time::Duration::from_millis(200);

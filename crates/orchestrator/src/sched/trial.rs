@@ -14,13 +14,13 @@ use serde_json::Value as Json;
 use smolsweep_config::ExitCode;
 
 use super::child::{append, log_reason, run_child, stop_signal, Child, Exit};
+use super::extra::eval_command;
 use super::tail::{train_state, EventTail, TrainState};
 use super::{io_err, Ctx, RunError, TAIL_EVERY};
 use crate::gpu::Slot;
 use crate::locks;
 use crate::store::{flatten_results, now, Trial, TrialOutcome};
 use smolsweep_config::sweep::{point_label, Point};
-use smolsweep_config::value::value_text;
 
 /// The grid point of a trial row, as spec values.
 pub(super) fn point_of(t: &Trial) -> Point {
@@ -324,20 +324,13 @@ impl Stage<'_> {
         } else {
             self.dir.join("out").join(export)
         };
-        let mut args = vec![
-            "eval".to_string(),
-            "--model".into(),
-            export.display().to_string(),
-        ];
-        let trial_device = self.ctx.spec.train.get("device").map(value_text);
-        args.extend(eval.eval_args(trial_device.as_deref()));
-        args.push("--out".into());
-        args.push(self.dir.join("results.json").display().to_string());
-        if eval.samples {
-            args.push("--samples".into());
-            args.push(self.dir.join("samples.jsonl").display().to_string());
-        }
-        Some(args)
+        Some(eval_command(
+            self.ctx,
+            eval,
+            &export,
+            &self.dir.join("results.json"),
+            &self.dir.join("samples.jsonl"),
+        ))
     }
 }
 

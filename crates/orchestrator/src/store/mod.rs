@@ -12,11 +12,14 @@
 //! - `trials`: the trial rows and their state machine (claim, finish, ...);
 //! - `events`: the event log and the trainer's recorded events;
 //! - `results`: eval scores, flattened from `results.json`;
+//! - `sets`: results sets, the data behind each task's scores, and the
+//!   rule for a grown `[eval]`;
 //! - `tx`: the one write transaction every change goes through.
 
 mod events;
 mod record;
 mod results;
+mod sets;
 mod trials;
 mod tx;
 
@@ -27,6 +30,9 @@ use sqlx::SqlitePool;
 pub use events::{EventLine, EventRow};
 pub use record::SweepRow;
 pub use results::{flatten_results, RecordedScore, Score};
+pub use sets::{
+    check_set_name, data_hash, task_data_of, ResultsSet, TaskData, TaskFiles, DEFAULT_SET,
+};
 pub use trials::{Trial, TrialOutcome};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,12 +48,30 @@ pub enum StoreError {
     NoSweep { db: PathBuf },
     #[error(
         "{file}: {key} differs from the spec recorded in {db}; a running sweep's spec is frozen \
-         (only new grid values may be added). Restore it, or give the sweep a new output_dir"
+         (only new grid values, and `[eval]` tasks, may be added). Restore it, or give the sweep a new output_dir"
     )]
     SpecChanged {
         file: PathBuf,
         db: PathBuf,
         key: String,
+    },
+    #[error(
+        "{file}: {key} differs from the spec recorded in {db}, and it would change scores \
+         already recorded (only tasks may be added, removed, or moved to the same data). \
+         Restore it; to evaluate the completed trials this way, run `{hint}` (a new results \
+         set beside the recorded scores), or give the sweep a new output_dir"
+    )]
+    EvalChanged {
+        file: PathBuf,
+        db: PathBuf,
+        key: String,
+        hint: String,
+    },
+    #[error("{db}: results set {name:?} {msg}")]
+    ResultsSet {
+        db: PathBuf,
+        name: String,
+        msg: String,
     },
     #[error("{db}: creating {dir}")]
     CreateDir {

@@ -1,9 +1,11 @@
 //! Eval scores: flattened from a trial's `results.json` into one
-//! [`Score`] per (task, metric), stored in `eval_results`, read back for
+//! [`Score`] per (task, metric), stored in `eval_results` under a results
+//! set (`default`: the sweep's own `[eval]`; see `sets`), read back for
 //! `status`, `export` and `report`.
 
 use serde_json::Value as Json;
 
+use super::sets::{insert_task_data, TaskData, DEFAULT_SET};
 use super::tx::WriteTx;
 use super::{Store, StoreError};
 
@@ -25,31 +27,90 @@ pub struct RecordedScore {
 }
 
 impl Store {
-    /// Every recorded score, by trial, task and metric.
+    /// Every recorded score of the default set, by trial, task and metric.
     pub async fn scores(&self) -> Result<Vec<RecordedScore>, StoreError> {
+        self.set_scores(DEFAULT_SET).await
+    }
+
+    /// Every recorded score of results set `set`, by trial, task and metric.
+    pub async fn set_scores(&self, set: &str) -> Result<Vec<RecordedScore>, StoreError> {
+        if !self.has_results_sets().await? {
+            // A record no run of this version has migrated yet (status
+            // opens it read-only): its scores are the default set.
+            if set != DEFAULT_SET {
+                return Ok(Vec::new());
+            }
+            return sqlx::query_as::<_, RecordedScore>(
+                "SELECT trial_id, task, metric, value, stderr FROM eval_results ORDER BY trial_id, task, metric",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e));
+        }
         sqlx::query_as::<_, RecordedScore>(
-            "SELECT trial_id, task, metric, value, stderr FROM eval_results ORDER BY trial_id, task, metric",
+            "SELECT trial_id, task, metric, value, stderr FROM eval_results WHERE results_set = ? \
+             ORDER BY trial_id, task, metric",
         )
+        .bind(set)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| self.err(e))
     }
 }
 
-/// Replaces a trial's scores (inside the transaction that completes it).
+/// Replaces a trial's default-set scores (inside the transaction that
+/// completes it), with the data each task's scores came from.
 pub(super) async fn insert_scores(
     w: &mut WriteTx<'_>,
     trial_id: i64,
     scores: &[Score],
+    data: &[TaskData],
 ) -> Result<(), StoreError> {
-    w.execute(sqlx::query("DELETE FROM eval_results WHERE trial_id = ?").bind(trial_id))
+    w.execute(
+        sqlx::query("DELETE FROM eval_results WHERE trial_id = ? AND results_set = ?")
+            .bind(trial_id)
+            .bind(DEFAULT_SET),
+    )
+    .await?;
+    w.execute(
+        sqlx::query("DELETE FROM eval_tasks WHERE trial_id = ? AND results_set = ?")
+            .bind(trial_id)
+            .bind(DEFAULT_SET),
+    )
+    .await?;
+    add_scores(w, trial_id, DEFAULT_SET, scores, data).await
+}
+
+/// Adds (or replaces, task by task) a trial's scores in `set`.
+pub(super) async fn add_scores(
+    w: &mut WriteTx<'_>,
+    trial_id: i64,
+    set: &str,
+    scores: &[Score],
+    data: &[TaskData],
+) -> Result<(), StoreError> {
+    let mut tasks: Vec<&str> = scores.iter().map(|s| s.task.as_str()).collect();
+    tasks.sort_unstable();
+    tasks.dedup();
+    for task in tasks {
+        w.execute(
+            sqlx::query(
+                "DELETE FROM eval_results WHERE trial_id = ? AND results_set = ? AND task = ?",
+            )
+            .bind(trial_id)
+            .bind(set)
+            .bind(task),
+        )
         .await?;
+    }
     for s in scores {
         w.execute(
             sqlx::query(
-                "INSERT OR REPLACE INTO eval_results (trial_id, task, metric, value, stderr) VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO eval_results (trial_id, results_set, task, metric, value, stderr) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
             )
             .bind(trial_id)
+            .bind(set)
             .bind(&s.task)
             .bind(&s.metric)
             .bind(s.value)
@@ -57,7 +118,7 @@ pub(super) async fn insert_scores(
         )
         .await?;
     }
-    Ok(())
+    insert_task_data(w, trial_id, set, data).await
 }
 
 /// Flattens a results.json into scores.

@@ -8,6 +8,7 @@ use serde_json::Value as Json;
 use smolsweep_config::TrialState;
 
 use super::results::{insert_scores, Score};
+use super::sets::task_data_of;
 use super::{now, Store, StoreError};
 
 /// One row of `trials`.
@@ -211,6 +212,17 @@ impl Store {
         outcome: &TrialOutcome,
         max_retries: u32,
     ) -> Result<TrialState, StoreError> {
+        // Which data each task's scores came from, hashed before the write
+        // transaction (it reads every data file).
+        let task_data = match outcome {
+            TrialOutcome::Completed {
+                results_json: Some(j),
+                ..
+            } => serde_json::from_str(j)
+                .map(|doc| task_data_of(&doc, "results.json"))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         let mut w = self.write().await?;
         let (attempt, claimed_at, stage): (i64, Option<f64>, Option<String>) =
             sqlx::query_as("SELECT attempt, claimed_at, stage FROM trials WHERE id = ?")
@@ -233,7 +245,7 @@ impl Store {
                     .bind(id),
                 )
                 .await?;
-                insert_scores(&mut w, id, scores).await?;
+                insert_scores(&mut w, id, scores, &task_data).await?;
                 (TrialState::Completed, Some(("completed", Some(0), None)))
             }
             TrialOutcome::Diverged {
