@@ -185,6 +185,23 @@ fn failures_are_retried_with_the_reason_and_divergence_is_a_result() {
     assert_eq!(diverged["attempt"], 1, "a diverged trial is never retried");
     assert!(diverged["diverged_step"].as_i64().is_some());
     assert!(diverged["scores"].as_object().expect("scores").is_empty());
+    // The rule that fired is recorded and shown; the stand-in writes the
+    // diverged line of an older trainer (no rule), which means non_finite.
+    let rule = diverged["diverged_rule"].as_str().expect("diverged_rule");
+    assert!(
+        smolsweep_config::DivergenceRule::NAMES.contains(&rule),
+        "{rule}"
+    );
+    if !real_trials() {
+        assert_eq!(rule, "non_finite");
+    }
+    let o = s
+        .command(&["status", s.toml().to_str().expect("utf-8")])
+        .output()
+        .expect("status");
+    let table = stdout(&o);
+    let shown = format!("step {}: {rule}", diverged["diverged_step"]);
+    assert!(table.contains(&shown), "{shown:?} not in\n{table}");
 
     // Running again changes nothing: completed and diverged are final.
     let before = s.ledger_entries().len();
