@@ -287,3 +287,33 @@ fn progress_bar(show: bool, total: u64, position: u64) -> indicatif::ProgressBar
     bar.set_position(position);
     bar
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path, extra: &str) -> TrialConfig {
+        std::fs::create_dir_all(dir.join("m")).expect("mkdir");
+        std::fs::write(dir.join("m/config.json"), "{}").expect("config");
+        std::fs::write(dir.join("d.jsonl"), "").expect("data");
+        let text =
+            format!("model = \"m\"\ndata = [\"d.jsonl\"]\nlr = 1e-4\noutput_dir = \"o\"\n{extra}");
+        let table: toml::Table = text.parse().expect("toml");
+        TrialConfig::from_table(&table, dir).expect("valid trial")
+    }
+
+    /// The divergence rules say when to give up, not how to train: a
+    /// checkpoint resumes under other rules (and one written before the
+    /// rules existed still resumes).
+    #[test]
+    fn the_fingerprint_ignores_the_divergence_rules() {
+        let d = tempfile::tempdir().expect("tmp");
+        let base = fingerprint(&config(d.path(), ""));
+        let other_rules = config(
+            d.path(),
+            "divergence_patience = 5\ndivergence_loss = false\ndivergence_zero_grad = false\n",
+        );
+        assert_eq!(fingerprint(&other_rules), base);
+        assert_ne!(fingerprint(&config(d.path(), "seed = 1\n")), base);
+    }
+}
