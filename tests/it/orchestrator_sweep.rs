@@ -185,6 +185,23 @@ fn failures_are_retried_with_the_reason_and_divergence_is_a_result() {
     assert_eq!(diverged["attempt"], 1, "a diverged trial is never retried");
     assert!(diverged["diverged_step"].as_i64().is_some());
     assert!(diverged["scores"].as_object().expect("scores").is_empty());
+    // The rule that fired is recorded and shown; the stand-in writes the
+    // diverged line of an older trainer (no rule), which means non_finite.
+    let rule = diverged["diverged_rule"].as_str().expect("diverged_rule");
+    assert!(
+        smolsweep_config::DivergenceRule::NAMES.contains(&rule),
+        "{rule}"
+    );
+    if !real_trials() {
+        assert_eq!(rule, "non_finite");
+    }
+    let o = s
+        .command(&["status", s.toml().to_str().expect("utf-8")])
+        .output()
+        .expect("status");
+    let table = stdout(&o);
+    let shown = format!("step {}: {rule}", diverged["diverged_step"]);
+    assert!(table.contains(&shown), "{shown:?} not in\n{table}");
 
     // Running again changes nothing: completed and diverged are final.
     let before = s.ledger_entries().len();
@@ -209,6 +226,69 @@ fn failures_are_retried_with_the_reason_and_divergence_is_a_result() {
     let t = &s.trials()[0];
     assert_eq!(t["state"], "completed");
     assert_eq!(t["attempt"], 2);
+}
+
+/// A real trial whose loss collapses (LR 1e4: a uniform guess with a zero
+/// gradient) stops early as diverged, naming its rule, is not evaluated,
+/// and `status` and the report say why; its healthy neighbour completes.
+#[test]
+fn a_collapsed_trial_is_diverged_by_its_rule_and_not_evaluated() {
+    // 40 conversations, 2 per step, 2 epochs: a budget of 40 steps.
+    let s = Sweep::new_real(
+        60,
+        "lr = [1e-3, 1e4]\nbatch_size = [2]",
+        "[resources]\nslots_per_gpu = 2\n",
+    );
+    assert_ok(&s.run());
+    let trials = s.trials();
+    let by_lr = |lr: f64| {
+        trials
+            .iter()
+            .find(|t| t["point"]["lr"].as_f64() == Some(lr))
+            .expect("trial")
+            .clone()
+    };
+    assert_eq!(by_lr(1e-3)["state"], "completed");
+    assert!(by_lr(1e-3)["diverged_rule"].is_null());
+    let t = by_lr(1e4);
+    assert_eq!(t["state"], "diverged", "{t}");
+    let rule = t["diverged_rule"].as_str().expect("rule");
+    assert!(["zero_grad", "loss_plateau"].contains(&rule), "{t}");
+    let step = t["diverged_step"].as_i64().expect("step");
+    assert!(step < 40, "stopped at {step}, not at the end of its budget");
+    assert!(t["diverged_message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+    assert!(t["scores"].as_object().expect("scores").is_empty());
+    let dir = s.out().join(t["dir"].as_str().expect("dir"));
+    assert!(
+        !dir.join("results.json").exists(),
+        "a diverged trial is not evaluated"
+    );
+    let attempts = s.sql(&format!(
+        "SELECT outcome, reason FROM attempts WHERE trial_id = {}",
+        t["id"]
+    ));
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0][0], "diverged");
+    assert!(attempts[0][1].as_str().is_some_and(|r| r.starts_with(rule)));
+
+    let o = s
+        .command(&["status", s.toml().to_str().expect("utf-8")])
+        .output()
+        .expect("status");
+    let table = stdout(&o);
+    assert!(table.contains(&format!("step {step}: {rule}")), "{table}");
+    let o = s
+        .command(&["report", s.toml().to_str().expect("utf-8")])
+        .output()
+        .expect("report");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(s.out().join("report/report.md")).expect("report.md");
+    assert!(
+        md.contains(&format!("diverged: {rule} at step {step}")),
+        "{md}"
+    );
 }
 
 #[test]

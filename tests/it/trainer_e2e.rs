@@ -191,6 +191,95 @@ fn absurd_learning_rate_diverges_with_status_3() {
         .find(|e| e["event"] == "diverged")
         .expect("diverged event");
     assert!(d["step"].as_u64().is_some());
+    assert_eq!(d["rule"], "non_finite", "{d}");
+}
+
+/// The diverged event of a run, checked against the step events before
+/// it: the run stopped right after the step the rule fired on, with no
+/// export.
+fn stopped_at(dir: &Path, code: i32, evs: &[Value], err: &str) -> (u64, Value) {
+    assert_eq!(code, 3, "{err}");
+    let d = evs
+        .iter()
+        .find(|e| e["event"] == "diverged")
+        .expect("diverged event")
+        .clone();
+    let step = d["step"].as_u64().expect("step");
+    assert_eq!(losses(evs).last().map(|x| x.0), Some(step), "{d}");
+    assert!(!evs.iter().any(|e| e["event"] == "done"));
+    assert!(
+        !dir.join("out/final").exists(),
+        "a diverged run is not exported"
+    );
+    assert!(err.contains("diverged"), "{err}");
+    (step, d)
+}
+
+// LR 1e4 on the tiny model (no weight decay, which would blow the weights
+// up to a NaN instead): from step 3 the loss is ln(259) = 5.5568, a
+// uniform guess, and the gradient norm exactly 0. Its budget is 120 steps
+// (10 epochs of 12), 12 of them warmup.
+const COLLAPSE: [(&str, &str); 3] = [("lr", "1e4"), ("weight_decay", "0.0"), ("max_steps", "200")];
+
+#[test]
+fn a_collapsed_run_stops_early_as_zero_grad() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = trial(dir.path(), "parity_sum.toml", &COLLAPSE);
+    let (code, evs, err) = train_to_end(&cfg, false);
+    let (step, d) = stopped_at(dir.path(), code, &evs, &err);
+    assert_eq!(d["rule"], "zero_grad", "{d}");
+    // 20 zero-gradient steps (the default patience), long before step 120.
+    let zero = losses(&evs).len() as u64
+        - evs
+            .iter()
+            .filter(|e| e["event"] == "step" && e["grad_norm"].as_f64() != Some(0.0))
+            .count() as u64;
+    assert_eq!(zero, 20, "{evs:?}");
+    assert!(step < 30, "stopped at {step}");
+    let msg = d["message"].as_str().expect("message");
+    assert!(msg.contains(&format!("up to step {step}")), "{msg}");
+    let ln_vocab = 259f64.ln();
+    let last = d["last_finite_loss"].as_f64().expect("loss");
+    assert!((last - ln_vocab).abs() < 1e-4, "{last}");
+}
+
+#[test]
+fn the_loss_rule_counts_after_warmup_and_each_rule_can_be_turned_off() {
+    // Without the zero-gradient rule the loss rule catches it: 5 steps
+    // (the patience) after the 12 of warmup.
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut over = COLLAPSE.to_vec();
+    over.extend([
+        ("divergence_zero_grad", "false"),
+        ("divergence_patience", "5"),
+    ]);
+    let cfg = trial(dir.path(), "parity_sum.toml", &over);
+    let (code, evs, err) = train_to_end(&cfg, false);
+    let (step, d) = stopped_at(dir.path(), code, &evs, &err);
+    assert_eq!(
+        (step, d["rule"].as_str()),
+        (17, Some("loss_plateau")),
+        "{d}"
+    );
+    let msg = d["message"].as_str().expect("message");
+    assert!(msg.contains("ln(vocab) 5.5568"), "{msg}");
+
+    // Both off: the collapsed run trains on to its budget.
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = trial(
+        dir.path(),
+        "parity_sum.toml",
+        &[
+            ("lr", "1e4"),
+            ("weight_decay", "0.0"),
+            ("max_steps", "24"),
+            ("divergence_zero_grad", "false"),
+            ("divergence_loss", "false"),
+        ],
+    );
+    let (code, evs, err) = train_to_end(&cfg, false);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(losses(&evs).len(), 24);
 }
 
 #[test]

@@ -25,10 +25,18 @@ pub enum TrainEvent {
     },
     /// A checkpoint was written (periodic, or on a stop request).
     Checkpoint { step: u64, path: PathBuf },
-    /// The loss or the gradient norm stopped being finite (exit code 3).
+    /// The run diverged (exit code 3): the loss or gradient norm stopped
+    /// being finite, or the run collapsed (the trial's `divergence_*`
+    /// keys). `rule` says which; a line written before rules existed has
+    /// none and means `non_finite`.
     Diverged {
         step: u64,
         last_finite_loss: Option<f64>,
+        #[serde(default)]
+        rule: DivergenceRule,
+        /// What the rule saw, for people ("loss 10.8027 at or above ...").
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        message: String,
     },
     /// Training finished and the final model was exported (exit code 0).
     Done {
@@ -39,6 +47,55 @@ pub enum TrainEvent {
         export: PathBuf,
         elapsed_s: f64,
     },
+}
+
+/// Which rule declared a run diverged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DivergenceRule {
+    /// The loss or the global gradient norm was NaN or infinite.
+    #[default]
+    NonFinite,
+    /// After warmup the loss stayed at or above both its initial value and
+    /// ln(vocab) (a uniform guess) for `divergence_patience` steps.
+    LossPlateau,
+    /// The global gradient norm was exactly 0, with a positive loss, for
+    /// `divergence_patience` steps: nothing can train any more.
+    ZeroGrad,
+}
+
+impl DivergenceRule {
+    /// Every rule's name, as the event and the sweep record write it.
+    pub const NAMES: &'static [&'static str] = &["non_finite", "loss_plateau", "zero_grad"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DivergenceRule::NonFinite => "non_finite",
+            DivergenceRule::LossPlateau => "loss_plateau",
+            DivergenceRule::ZeroGrad => "zero_grad",
+        }
+    }
+}
+
+impl std::fmt::Display for DivergenceRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for DivergenceRule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [
+            DivergenceRule::NonFinite,
+            DivergenceRule::LossPlateau,
+            DivergenceRule::ZeroGrad,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+        .ok_or_else(|| format!("{s:?} is not one of {}", Self::NAMES.join(", ")))
+    }
 }
 
 impl TrainEvent {
@@ -98,5 +155,42 @@ mod tests {
             r#"{"event":"done","step":2,"loss":null,"export":"e","elapsed_s":1.0}"#,
         );
         assert!(matches!(done, Some(TrainEvent::Done { loss, .. }) if loss.is_nan()));
+    }
+
+    /// Event files written before divergence had rules still read, as the
+    /// only divergence there was then.
+    #[test]
+    fn an_old_diverged_line_means_non_finite() {
+        let old = TrainEvent::parse(r#"{"event":"diverged","step":3,"last_finite_loss":1.5}"#);
+        assert_eq!(
+            old,
+            Some(TrainEvent::Diverged {
+                step: 3,
+                last_finite_loss: Some(1.5),
+                rule: DivergenceRule::NonFinite,
+                message: String::new(),
+            })
+        );
+        let new = TrainEvent::Diverged {
+            step: 40,
+            last_finite_loss: Some(10.8),
+            rule: DivergenceRule::ZeroGrad,
+            message: "m".into(),
+        };
+        assert_eq!(
+            new.to_line(),
+            r#"{"event":"diverged","step":40,"last_finite_loss":10.8,"rule":"zero_grad","message":"m"}"#
+        );
+        assert_eq!(TrainEvent::parse(&new.to_line()), Some(new));
+    }
+
+    #[test]
+    fn rule_names_round_trip() {
+        for name in DivergenceRule::NAMES {
+            let r: DivergenceRule = name.parse().expect("known rule");
+            assert_eq!(r.as_str(), *name);
+            assert_eq!(serde_json::to_value(r).expect("json"), *name);
+        }
+        assert!("nan".parse::<DivergenceRule>().is_err());
     }
 }

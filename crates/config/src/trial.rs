@@ -54,6 +54,12 @@ schema! {
     loss_reduction: LossReduction = "\"sum\"", Kind::Choice(LossReduction::NAMES);
     /// Clip the global gradient norm to this (unset: no clipping).
     grad_clip: Option<f64> = unset, Kind::Float(Range::Positive);
+    /// Consecutive steps a collapse rule must hold before the trial stops as diverged.
+    divergence_patience: u64 = "20", Kind::Int { min: 1 };
+    /// Diverged when, after warmup, the loss stays at or above max(initial loss, ln(vocab)) for `divergence_patience` steps.
+    divergence_loss: bool = "true", Kind::Bool;
+    /// Diverged when the global gradient norm is exactly 0 (with a positive loss) for `divergence_patience` steps.
+    divergence_zero_grad: bool = "true", Kind::Bool;
     /// Seed of the data order and of random initialisation.
     seed: u64 = "123", Kind::Int { min: 0 };
     /// Pack several samples into each row (attention kept inside each sample).
@@ -172,6 +178,8 @@ mod tests {
         assert_eq!(c.micro_batch_size, MicroBatch::Auto);
         assert_eq!(c.chat_template, ChatTemplate::Model);
         assert_eq!(c.output_dir, d.path().join("out"));
+        assert_eq!(c.divergence_patience, 20);
+        assert!(c.divergence_loss && c.divergence_zero_grad);
     }
 
     /// Integer keys are bounded by their field's type, not by one cap for
@@ -225,6 +233,11 @@ mod tests {
                 "micro_batch_size",
             ),
             ("lr = 1e-5\nbatch_size = 5000000000\n", "batch_size"),
+            (
+                "lr = 1e-5\ndivergence_patience = 0\n",
+                "divergence_patience",
+            ),
+            ("lr = 1e-5\ndivergence_loss = 1\n", "divergence_loss"),
         ] {
             let p = write(d.path(), &format!("{base}{extra}"));
             let e = TrialConfig::from_file(&p).expect_err(extra);

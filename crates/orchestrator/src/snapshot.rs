@@ -194,7 +194,11 @@ pub fn render_table(s: &Snapshot) -> String {
         let progress = match (t.state, t.step) {
             (TrialState::Completed, _) => "done".to_string(),
             (TrialState::Diverged, _) => {
-                format!("step {}", t.diverged_step.or(t.step).unwrap_or(0))
+                let step = t.diverged_step.or(t.step).unwrap_or(0);
+                match &t.diverged_rule {
+                    Some(rule) => format!("step {step}: {rule}"),
+                    None => format!("step {step}"),
+                }
             }
             (_, Some(step)) => match s.max_steps {
                 Some(m) => format!("{step}/{m}"),
@@ -303,6 +307,8 @@ pub fn render_json(s: &Snapshot) -> Json {
                 "exit_status": t.exit_status,
                 "error": t.error,
                 "diverged_step": t.diverged_step,
+                "diverged_rule": t.diverged_rule,
+                "diverged_message": t.diverged_message,
                 "last_finite_loss": t.last_finite_loss,
                 "scores": scores,
             })
@@ -345,6 +351,7 @@ pub fn render_csv(spec: &SweepSpec, s: &Snapshot) -> String {
             "epoch",
             "final_loss",
             "diverged_step",
+            "diverged_rule",
             "last_finite_loss",
             "exit_status",
             "error",
@@ -382,6 +389,7 @@ pub fn render_csv(spec: &SweepSpec, s: &Snapshot) -> String {
         row.push(opt(t.epoch.map(|x| x.to_string())));
         row.push(opt(t.last_loss.map(|x| x.to_string())));
         row.push(opt(t.diverged_step.map(|x| x.to_string())));
+        row.push(opt(t.diverged_rule.clone()));
         row.push(opt(t.last_finite_loss.map(|x| x.to_string())));
         row.push(opt(t.exit_status.map(|x| x.to_string())));
         row.push(opt(t.error.clone()));

@@ -78,6 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         ("model".to_string(), "SmolLM2-135M (synthetic)".to_string()),
                         ("epochs".to_string(), "2".to_string()),
                     ]),
+                    divergence: None,
                 });
             }
         }

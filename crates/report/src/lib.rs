@@ -66,6 +66,27 @@ pub struct TrialResult {
     /// Other hyperparameters, shown in the results table and CSV.
     #[serde(default)]
     pub extra: BTreeMap<String, String>,
+    /// For a diverged trial, the rule that stopped it and where, as the
+    /// sweep record has them (`"zero_grad at step 22"`): shown beside its
+    /// state in the results table and as the CSV's `divergence` column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divergence: Option<String>,
+}
+
+impl TrialResult {
+    /// The state as the results table shows it: a diverged trial with the
+    /// rule that stopped it.
+    fn state_text(&self) -> String {
+        match (&self.state, &self.divergence) {
+            (TrialState::Diverged, Some(d)) => format!("diverged: {d}"),
+            (s, _) => s.as_str().to_string(),
+        }
+    }
+}
+
+/// Whether any trial carries a divergence note (the CSV then has the column).
+fn has_divergence(input: &ReportInput) -> bool {
+    input.trials.iter().any(|t| t.divergence.is_some())
 }
 
 /// Everything the report is made from.
@@ -406,6 +427,7 @@ fn extra_keys(input: &ReportInput) -> Vec<String> {
 /// `results.csv`: one row per trial, numbers at full precision.
 fn results_csv(input: &ReportInput, metrics: &[String]) -> String {
     let extras = extra_keys(input);
+    let divergence = has_divergence(input);
     let mut header = vec![
         "lr".to_string(),
         "batch_size".to_string(),
@@ -413,6 +435,9 @@ fn results_csv(input: &ReportInput, metrics: &[String]) -> String {
         "seed".to_string(),
         "state".to_string(),
     ];
+    if divergence {
+        header.push("divergence".to_string());
+    }
     header.extend(extras.iter().cloned());
     header.extend(metrics.iter().cloned());
     let mut out = header
@@ -429,6 +454,9 @@ fn results_csv(input: &ReportInput, metrics: &[String]) -> String {
             t.seed.map(|s| s.to_string()).unwrap_or_default(),
             t.state.as_str().to_string(),
         ];
+        if divergence {
+            row.push(t.divergence.clone().unwrap_or_default());
+        }
         row.extend(
             extras
                 .iter()
@@ -516,7 +544,7 @@ fn report_blocks(
              weighting from the measured ones so the neighbouring cells can be drawn, while the area nearest \
              to each hole, like everything outside the measured region, stays grey. \
              Each measured point is labelled with its mean score (over seeds); red crosses mark diverged \
-             runs, purple squares failed ones, grey circles runs not done yet. Dashed lines are constant \
+             runs (the results table says which rule stopped each), purple squares failed ones, grey circles runs not done yet. Dashed lines are constant \
              LR/BS, labelled with LR/BS × 10⁶ as in the paper's Table 2. Sweeps along one axis get line plots."
                 .into(),
         ));
@@ -661,7 +689,7 @@ fn report_blocks(
                 t.batch_size.to_string(),
                 fmt_ratio_e6(t.lr / f64::from(t.batch_size)),
                 t.seed.map(|s| s.to_string()).unwrap_or_default(),
-                t.state.as_str().to_string(),
+                t.state_text(),
             ];
             r.extend(
                 extras

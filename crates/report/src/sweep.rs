@@ -240,6 +240,7 @@ mod tests {
             state,
             scores,
             extra: BTreeMap::new(),
+            divergence: None,
         }
     }
 

@@ -71,6 +71,7 @@ fn trial(lr: f64, bs: u32, seed: i64, state: TrialState, scores: &[(&str, f64)])
         state,
         scores: scores.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         extra: BTreeMap::from([("epochs".to_string(), "2".to_string())]),
+        divergence: None,
     }
 }
 
@@ -462,4 +463,54 @@ fn a_two_by_two_grid_gets_contours_darkest_at_its_best_corner() {
         best + 0.4 < worst,
         "best corner luminance {best}, worst {worst}"
     );
+}
+
+/// A diverged trial says which rule stopped it: beside its state in the
+/// results table, and in the CSV's `divergence` column (present only
+/// when some trial has one, so other reports keep their columns).
+#[test]
+fn diverged_trials_name_the_rule_that_stopped_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut trials = Vec::new();
+    for lr in [1e-5, 1e-4] {
+        for bs in [8, 16] {
+            let s = known(lr, bs);
+            trials.push(trial(
+                lr,
+                bs,
+                0,
+                TrialState::Completed,
+                &[("arc_challenge/acc_norm", s)],
+            ));
+        }
+    }
+    let mut bad = trial(1e4, 8, 0, TrialState::Diverged, &[]);
+    bad.divergence = Some("zero_grad at step 22".into());
+    trials.push(bad);
+    let input = ReportInput {
+        sweep_name: "fixture".into(),
+        spec_toml: String::new(),
+        expected_points: trials.len(),
+        trials,
+    };
+    render_report(&input, dir.path()).expect("renders");
+    let md = std::fs::read_to_string(dir.path().join("report.md")).expect("md");
+    assert!(md.contains("| diverged: zero_grad at step 22 |"), "{md}");
+    assert!(md.contains("| completed |"), "{md}");
+    let csv = std::fs::read_to_string(dir.path().join("results.csv")).expect("csv");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let col = header
+        .iter()
+        .position(|h| *h == "divergence")
+        .expect("divergence column");
+    assert_eq!(header[col - 1], "state");
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let diverged: Vec<&Vec<&str>> = rows.iter().filter(|r| r[col - 1] == "diverged").collect();
+    assert_eq!(diverged.len(), 1);
+    assert_eq!(diverged[0][col], "zero_grad at step 22");
+    assert!(rows
+        .iter()
+        .filter(|r| r[col - 1] == "completed")
+        .all(|r| r[col].is_empty()));
 }

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
-pub use smolsweep_config::TrainEvent;
+pub use smolsweep_config::{DivergenceRule, TrainEvent};
 
 /// Where events go.
 pub trait EventSink {
@@ -43,11 +43,19 @@ pub fn checkpoint(step: u64, path: &Path) -> TrainEvent {
     }
 }
 
-/// Step `step` (1-based) gave a non-finite loss or gradient norm.
-pub fn diverged(step: u64, last_finite_loss: Option<f64>) -> TrainEvent {
+/// The run diverged at step `step` (1-based) by `rule`: a non-finite loss
+/// or gradient norm, or a collapse; `message` says what the rule saw.
+pub fn diverged(
+    step: u64,
+    last_finite_loss: Option<f64>,
+    rule: DivergenceRule,
+    message: &str,
+) -> TrainEvent {
     TrainEvent::Diverged {
         step,
         last_finite_loss,
+        rule,
+        message: message.to_string(),
     }
 }
 
@@ -89,12 +97,16 @@ mod tests {
             r#"{"event":"checkpoint","step":2,"path":"/o/checkpoints/step-00000002"}"#
         );
         assert_eq!(
-            diverged(3, Some(1.5)).to_line(),
-            r#"{"event":"diverged","step":3,"last_finite_loss":1.5}"#
+            diverged(3, Some(1.5), DivergenceRule::NonFinite, "nan").to_line(),
+            r#"{"event":"diverged","step":3,"last_finite_loss":1.5,"rule":"non_finite","message":"nan"}"#
         );
         assert_eq!(
-            diverged(1, None).to_line(),
-            r#"{"event":"diverged","step":1,"last_finite_loss":null}"#
+            diverged(1, None, DivergenceRule::NonFinite, "").to_line(),
+            r#"{"event":"diverged","step":1,"last_finite_loss":null,"rule":"non_finite"}"#
+        );
+        assert_eq!(
+            diverged(30, Some(5.5568), DivergenceRule::LossPlateau, "m").to_line(),
+            r#"{"event":"diverged","step":30,"last_finite_loss":5.5568,"rule":"loss_plateau","message":"m"}"#
         );
         assert_eq!(
             done(4, f64::NAN, Path::new("/o/final"), 9.0).to_line(),

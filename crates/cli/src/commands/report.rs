@@ -26,6 +26,20 @@ fn state_of(s: &str) -> TrialState {
     }
 }
 
+/// What the report says of a diverged trial: the rule that stopped it
+/// and the step (`zero_grad at step 22`).
+fn divergence_of(t: &smolsweep_orchestrator::store::Trial) -> Option<String> {
+    if t.state != TrialState::Diverged {
+        return None;
+    }
+    match (t.diverged_rule.as_deref(), t.diverged_step) {
+        (Some(rule), Some(step)) => Some(format!("{rule} at step {step}")),
+        (Some(rule), None) => Some(rule.to_string()),
+        (None, Some(step)) => Some(format!("at step {step}")),
+        (None, None) => None,
+    }
+}
+
 pub fn run(a: &ReportArgs) -> Result<()> {
     let spec = SweepSpec::load(&a.sweep)?;
     let s = super::sweep_snapshot(&spec, a.results.as_deref())?;
@@ -76,6 +90,7 @@ pub fn run(a: &ReportArgs) -> Result<()> {
             state: state_of(&row.shown_state),
             scores,
             extra,
+            divergence: divergence_of(&row.trial),
         });
     }
     let out = a.out.clone().unwrap_or_else(|| match &a.results {

@@ -39,8 +39,13 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         Outcome::Done { step, loss, export } => {
             tracing::info!(step, loss, export = %export.display(), "done");
         }
-        Outcome::Diverged { step, .. } => {
-            tracing::warn!(step, "diverged (non-finite loss or gradient)")
+        Outcome::Diverged {
+            step,
+            rule,
+            message,
+            ..
+        } => {
+            tracing::warn!(step, %rule, "diverged: {message}")
         }
         Outcome::Stopped { step, checkpoint } => {
             tracing::info!(step, checkpoint = %checkpoint.display(), "stopped; resume with --resume")

@@ -11,7 +11,7 @@ use indicatif::ProgressBar;
 use serde_json::Value as Json;
 
 use super::{io_err, RunError};
-use smolsweep_config::TrainEvent;
+use smolsweep_config::{DivergenceRule, TrainEvent};
 
 use crate::store::{EventLine, Store};
 
@@ -25,6 +25,8 @@ pub(super) enum TrainState {
     Diverged {
         step: Option<i64>,
         last_finite_loss: Option<f64>,
+        rule: DivergenceRule,
+        message: String,
     },
 }
 
@@ -45,10 +47,14 @@ pub(super) fn train_state(events: &Path) -> TrainState {
             TrainEvent::Diverged {
                 step,
                 last_finite_loss,
+                rule,
+                message,
             } => {
                 state = TrainState::Diverged {
                     step: Some(step as i64),
                     last_finite_loss,
+                    rule,
+                    message,
                 }
             }
             _ => {}

@@ -190,10 +190,14 @@ impl Stage<'_> {
                 TrainState::Diverged {
                     step,
                     last_finite_loss,
+                    rule,
+                    message,
                 } => {
                     return Ok(Trained::Ended(TrialOutcome::Diverged {
                         step,
                         last_finite_loss,
+                        rule: Some(rule),
+                        message: Some(message),
                     }))
                 }
                 TrainState::Done { export } => return Ok(Trained::Export(export)),
@@ -233,13 +237,21 @@ impl Stage<'_> {
                     TrainState::Diverged {
                         step,
                         last_finite_loss,
+                        rule,
+                        message,
                     } => TrialOutcome::Diverged {
                         step,
                         last_finite_loss,
+                        rule: Some(rule),
+                        message: Some(message),
                     },
+                    // Exit 3 without its event: diverged, by a rule the
+                    // record cannot name.
                     _ => TrialOutcome::Diverged {
                         step: None,
                         last_finite_loss: None,
+                        rule: None,
+                        message: None,
                     },
                 },
                 (Some(ExitCode::Stopped), _) if stopping => interrupted("stopped at a checkpoint"),

@@ -113,11 +113,15 @@ impl Store {
                         Some(TrainEvent::Diverged {
                             step,
                             last_finite_loss,
+                            rule,
+                            message,
                         }) => {
                             w.execute(
-                                sqlx::query("UPDATE trials SET diverged_step = ?, last_finite_loss = ? WHERE id = ?")
+                                sqlx::query("UPDATE trials SET diverged_step = ?, last_finite_loss = ?, diverged_rule = ?, diverged_message = ? WHERE id = ?")
                                     .bind(*step as i64)
                                     .bind(last_finite_loss)
+                                    .bind(rule.as_str())
+                                    .bind((!message.is_empty()).then_some(message.as_str()))
                                     .bind(id),
                             )
                             .await?;

@@ -181,3 +181,114 @@ fn trial_states_match_the_check_constraint() {
         .collect();
     assert_eq!(words, TrialState::NAMES);
 }
+
+/// A collapse is recorded with the rule that fired and what it saw, from
+/// the trainer's event and again from the outcome; an event line of an
+/// older trainer (no rule) is a non-finite divergence.
+#[test]
+fn divergence_is_recorded_with_its_rule() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let spec = spec(&d);
+    block_on(async {
+        let store = Store::open(&d.path().join("sweep.db")).await.expect("open");
+        store.ensure_sweep(&spec, 1).await.expect("sweep");
+        let a = store.claim(0, "").await.expect("claim").expect("a trial");
+        let ev = line(
+            r#"{"event":"diverged","step":22,"last_finite_loss":5.5568,"rule":"zero_grad","message":"the global gradient norm was 0"}"#,
+        );
+        store.record_events(a.id, &[ev], 10).await.expect("record");
+        let t = store.trial(a.id).await.expect("trial");
+        assert_eq!(t.diverged_step, Some(22));
+        assert_eq!(t.diverged_rule.as_deref(), Some("zero_grad"));
+        assert_eq!(
+            t.diverged_message.as_deref(),
+            Some("the global gradient norm was 0")
+        );
+        let out = TrialOutcome::Diverged {
+            step: Some(22),
+            last_finite_loss: Some(5.5568),
+            rule: Some(smolsweep_config::DivergenceRule::ZeroGrad),
+            message: Some("the global gradient norm was 0".into()),
+        };
+        assert_eq!(
+            store.finish(a.id, &out, 1).await.expect("finish"),
+            TrialState::Diverged
+        );
+        let reason: Option<String> =
+            sqlx::query_scalar("SELECT reason FROM attempts WHERE trial_id = ?")
+                .bind(a.id)
+                .fetch_one(&store.pool)
+                .await
+                .expect("attempt");
+        assert_eq!(
+            reason.as_deref(),
+            Some("zero_grad: the global gradient norm was 0")
+        );
+
+        let b = store.claim(0, "").await.expect("claim").expect("b");
+        let old = line(r#"{"event":"diverged","step":3,"last_finite_loss":1.5}"#);
+        store.record_events(b.id, &[old], 10).await.expect("record");
+        let t = store.trial(b.id).await.expect("trial");
+        assert_eq!(t.diverged_rule.as_deref(), Some("non_finite"));
+        assert_eq!(t.diverged_message, None);
+        store.close().await;
+    });
+}
+
+/// A record written before divergence had rules: its diverged trials
+/// read as non-finite once the new migration is applied.
+#[test]
+fn older_records_name_their_diverged_trials_non_finite() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let first = d.path().join("first");
+    std::fs::create_dir_all(&first).expect("mkdir");
+    std::fs::write(
+        first.join("0001_sweep_record.sql"),
+        include_str!("../../../../migrations/0001_sweep_record.sql"),
+    )
+    .expect("write");
+    let db = d.path().join("sweep.db");
+    block_on(async {
+        {
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(
+                    sqlx::sqlite::SqliteConnectOptions::new()
+                        .filename(&db)
+                        .create_if_missing(true),
+                )
+                .await
+                .expect("pool");
+            sqlx::migrate::Migrator::new(first.as_path())
+                .await
+                .expect("migrator")
+                .run(&pool)
+                .await
+                .expect("0001 only");
+            sqlx::query(
+                "INSERT INTO sweeps (id, name, spec_json, spec_toml, created_at, updated_at) VALUES (1, 's', '{}', '', 0, 0)",
+            )
+            .execute(&pool)
+            .await
+            .expect("sweep");
+            sqlx::query(
+                "INSERT INTO trials (sweep_id, point_key, dir, state, diverged_step) VALUES \
+                 (1, '{\"lr\":1}', 'a', 'diverged', 7), (1, '{\"lr\":2}', 'b', 'completed', NULL)",
+            )
+            .execute(&pool)
+            .await
+            .expect("trials");
+            pool.close().await;
+        }
+        let store = Store::open(&db).await.expect("migrated");
+        let rules: Vec<Option<String>> = store
+            .trials()
+            .await
+            .expect("trials")
+            .into_iter()
+            .map(|t| t.diverged_rule)
+            .collect();
+        assert_eq!(rules, [Some("non_finite".to_string()), None]);
+        store.close().await;
+    });
+}

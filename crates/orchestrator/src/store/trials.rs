@@ -5,7 +5,7 @@
 //! (a retry, an interruption, a lost process).
 
 use serde_json::Value as Json;
-use smolsweep_config::TrialState;
+use smolsweep_config::{DivergenceRule, TrialState};
 
 use super::results::{insert_scores, Score};
 use super::sets::task_data_of;
@@ -36,6 +36,10 @@ pub struct Trial {
     pub export_dir: Option<String>,
     pub diverged_step: Option<i64>,
     pub last_finite_loss: Option<f64>,
+    /// The divergence rule that fired (`non_finite`, `loss_plateau`,
+    /// `zero_grad`), and what it saw.
+    pub diverged_rule: Option<String>,
+    pub diverged_message: Option<String>,
     pub events_offset: i64,
     pub results_json: Option<String>,
 }
@@ -43,7 +47,8 @@ pub struct Trial {
 const TRIAL_COLUMNS: &str =
     "id, point_key, dir, state, stage, attempt, slot, cuda_visible_devices, \
      pid, heartbeat_at, claimed_at, started_at, ended_at, exit_status, error, step, epoch, \
-     last_loss, tokens, export_dir, diverged_step, last_finite_loss, events_offset, results_json";
+     last_loss, tokens, export_dir, diverged_step, last_finite_loss, diverged_rule, diverged_message, \
+     events_offset, results_json";
 
 /// How a trial's run ended, as the scheduler saw it.
 #[derive(Debug, Clone)]
@@ -53,10 +58,12 @@ pub enum TrialOutcome {
         results_json: Option<String>,
         scores: Vec<Score>,
     },
-    /// Non-finite loss: a result, never retried.
+    /// Non-finite loss, or a collapse (`rule`): a result, never retried.
     Diverged {
         step: Option<i64>,
         last_finite_loss: Option<f64>,
+        rule: Option<DivergenceRule>,
+        message: Option<String>,
     },
     /// An error; retried while attempts remain.
     Failed {
@@ -251,20 +258,30 @@ impl Store {
             TrialOutcome::Diverged {
                 step,
                 last_finite_loss,
+                rule,
+                message,
             } => {
+                let message = message.as_deref().filter(|m| !m.is_empty());
                 w.execute(
                     sqlx::query(
                         "UPDATE trials SET state = 'diverged', pid = NULL, ended_at = ?, exit_status = 3, \
                          diverged_step = COALESCE(?, diverged_step), last_finite_loss = COALESCE(?, last_finite_loss), \
+                         diverged_rule = COALESCE(?, diverged_rule), diverged_message = COALESCE(?, diverged_message), \
                          error = NULL WHERE id = ?",
                     )
                     .bind(t)
                     .bind(step)
                     .bind(last_finite_loss)
+                    .bind(rule.map(DivergenceRule::as_str))
+                    .bind(message)
                     .bind(id),
                 )
                 .await?;
-                (TrialState::Diverged, Some(("diverged", Some(3), None)))
+                let reason = rule.map(|r| match message {
+                    Some(m) => format!("{r}: {m}"),
+                    None => r.to_string(),
+                });
+                (TrialState::Diverged, Some(("diverged", Some(3), reason)))
             }
             TrialOutcome::Failed {
                 stage: _,

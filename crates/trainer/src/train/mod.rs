@@ -1,7 +1,8 @@
 //! One SFT job, start to finish: load the model and the (cached) data,
 //! then for each optimizer step run its micro-batches forward and
-//! backward (gradient accumulation), check for divergence, clip, update,
-//! report, checkpoint; at the end export a HF model directory.
+//! backward (gradient accumulation), check for a non-finite loss, clip,
+//! update, report, watch for a collapse ([`divergence`]), checkpoint; at
+//! the end export a HF model directory.
 //!
 //! Stopping is cooperative: a SIGTERM/SIGINT sets a flag that is honoured
 //! at the next step boundary by writing a checkpoint and returning
@@ -12,6 +13,7 @@
 //! trained model directory), [`dump`] (`--dump-batches`); this module
 //! sequences them.
 
+mod divergence;
 mod dump;
 mod export;
 mod progress;
@@ -27,11 +29,12 @@ use sha2::{Digest, Sha256};
 use crate::config::TrialConfig;
 use crate::error::Result;
 use crate::events::{self, EventSink, TrainEvent};
+use divergence::{Rules, Verdict, Watch};
 use dump::BatchDump;
 use progress::Progress;
 use setup::Trainer;
-use smolsweep_config::ExitCode;
-use step::{Accumulated, OrderCache, Update};
+use smolsweep_config::{DivergenceRule, ExitCode};
+use step::{Accumulated, NonFinite, OrderCache, Update};
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +47,8 @@ pub enum Outcome {
     Diverged {
         step: u64,
         last_finite_loss: Option<f64>,
+        rule: DivergenceRule,
+        message: String,
     },
     Stopped {
         step: u64,
@@ -86,6 +91,10 @@ pub fn fingerprint(c: &TrialConfig) -> String {
             "device",
             "cache_dir",
             "micro_batch_size",
+            // When to give up on a run, not how it trains.
+            "divergence_patience",
+            "divergence_loss",
+            "divergence_zero_grad",
         ] {
             o.remove(k);
         }
@@ -119,6 +128,8 @@ struct Run<'a> {
     bar: indicatif::ProgressBar,
     dump: Option<BatchDump>,
     order: OrderCache,
+    /// The collapse rules' counts.
+    watch: Watch,
     /// When `run` was called (setup included).
     started: Instant,
     /// When this process began stepping, and the tokens seen by then: the
@@ -131,6 +142,14 @@ impl<'a> Run<'a> {
     fn start(t: Trainer<'a>, at: Progress, opts: &RunOptions, started: Instant) -> Result<Self> {
         let bar = progress_bar(opts.progress, t.plan.total, at.step);
         let dump = BatchDump::create(&opts.dump_batches)?;
+        let watch = Watch::new(Rules {
+            patience: t.cfg.divergence_patience,
+            loss: t.cfg.divergence_loss,
+            zero_grad: t.cfg.divergence_zero_grad,
+            warmup: t.plan.warmup,
+            ln_vocab: (t.model.config.vocab_size as f64).ln(),
+        });
+        tracing::info!("{}", watch.describe());
         Ok(Run {
             tokens_at_start: at.tokens_seen,
             t,
@@ -138,6 +157,7 @@ impl<'a> Run<'a> {
             bar,
             dump,
             order: None,
+            watch,
             started,
             stepping_since: Instant::now(),
         })
@@ -153,11 +173,16 @@ impl<'a> Run<'a> {
             let acc = self
                 .t
                 .accumulate(self.at.step, &mut self.order, &mut self.dump)?;
-            let Some(update) = self.t.optimizer_step(self.at.step, acc.loss) else {
-                return Ok(self.diverged(events));
+            let update = match self.t.optimizer_step(self.at.step, acc.loss) {
+                Ok(u) => u,
+                Err(bad) => return Ok(self.non_finite(events, &bad)),
             };
             self.at.advance(acc.loss, acc.tokens);
             self.report(events, &acc, &update);
+            let step = self.at.step;
+            if let Some(v) = self.watch.observe(step, acc.loss, update.grad_norm) {
+                return Ok(self.diverged(events, step, v));
+            }
             if self.at.step % self.t.cfg.checkpoint_every_steps == 0
                 && self.at.step < self.t.plan.total
             {
@@ -204,14 +229,32 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// The step being taken (1-based) diverged; nothing of it was applied.
-    fn diverged(self, events: &mut dyn EventSink) -> Outcome {
-        let (step, last_finite_loss) = (self.at.step + 1, self.at.last_loss);
-        events.emit(events::diverged(step, last_finite_loss));
-        self.bar.abandon_with_message("diverged");
+    /// The step being taken (1-based) was not finite; nothing of it was
+    /// applied.
+    fn non_finite(self, events: &mut dyn EventSink, bad: &NonFinite) -> Outcome {
+        let step = self.at.step + 1;
+        let v = Verdict {
+            rule: DivergenceRule::NonFinite,
+            message: format!(
+                "step {step}: loss {} or gradient norm {} is not finite",
+                bad.loss, bad.grad_norm
+            ),
+        };
+        self.diverged(events, step, v)
+    }
+
+    /// The run diverged at `step` (1-based) by rule `v`: no checkpoint, no
+    /// export, a result to record.
+    fn diverged(self, events: &mut dyn EventSink, step: u64, v: Verdict) -> Outcome {
+        let last_finite_loss = self.at.last_loss;
+        events.emit(events::diverged(step, last_finite_loss, v.rule, &v.message));
+        self.bar
+            .abandon_with_message(format!("diverged ({})", v.rule));
         Outcome::Diverged {
             step,
             last_finite_loss,
+            rule: v.rule,
+            message: v.message,
         }
     }
 
@@ -243,4 +286,34 @@ fn progress_bar(show: bool, total: u64, position: u64) -> indicatif::ProgressBar
     );
     bar.set_position(position);
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path, extra: &str) -> TrialConfig {
+        std::fs::create_dir_all(dir.join("m")).expect("mkdir");
+        std::fs::write(dir.join("m/config.json"), "{}").expect("config");
+        std::fs::write(dir.join("d.jsonl"), "").expect("data");
+        let text =
+            format!("model = \"m\"\ndata = [\"d.jsonl\"]\nlr = 1e-4\noutput_dir = \"o\"\n{extra}");
+        let table: toml::Table = text.parse().expect("toml");
+        TrialConfig::from_table(&table, dir).expect("valid trial")
+    }
+
+    /// The divergence rules say when to give up, not how to train: a
+    /// checkpoint resumes under other rules (and one written before the
+    /// rules existed still resumes).
+    #[test]
+    fn the_fingerprint_ignores_the_divergence_rules() {
+        let d = tempfile::tempdir().expect("tmp");
+        let base = fingerprint(&config(d.path(), ""));
+        let other_rules = config(
+            d.path(),
+            "divergence_patience = 5\ndivergence_loss = false\ndivergence_zero_grad = false\n",
+        );
+        assert_eq!(fingerprint(&other_rules), base);
+        assert_ne!(fingerprint(&config(d.path(), "seed = 1\n")), base);
+    }
 }

@@ -1,5 +1,5 @@
 //! One optimizer step: its micro-batches run forward and backward, their
-//! gradients accumulating in the parameters; then the divergence check,
+//! gradients accumulating in the parameters; then the non-finite check,
 //! gradient clipping, the scheduled learning rate and the AdamW update.
 
 use smolsweep_model::llama::AttnMask;
@@ -28,6 +28,12 @@ pub(super) struct Accumulated {
 /// An applied update.
 pub(super) struct Update {
     pub lr: f64,
+    pub grad_norm: f64,
+}
+
+/// A step whose loss or gradient norm was not finite; nothing was applied.
+pub(super) struct NonFinite {
+    pub loss: f64,
     pub grad_norm: f64,
 }
 
@@ -108,12 +114,16 @@ impl Trainer<'_> {
     }
 
     /// Applies the accumulated gradient as optimizer step `step` (0-based)
-    /// and clears it. `None`, with nothing applied, when the step's loss or
-    /// gradient norm is not finite: the run has diverged.
-    pub(super) fn optimizer_step(&mut self, step: u64, loss: f64) -> Option<Update> {
+    /// and clears it. [`NonFinite`], with nothing applied, when the step's
+    /// loss or gradient norm is not finite: the run has diverged.
+    pub(super) fn optimizer_step(
+        &mut self,
+        step: u64,
+        loss: f64,
+    ) -> std::result::Result<Update, NonFinite> {
         let grad_norm = self.opt.grad_norm();
         if !loss.is_finite() || !grad_norm.is_finite() {
-            return None;
+            return Err(NonFinite { loss, grad_norm });
         }
         if let Some(c) = self.cfg.grad_clip {
             self.opt.clip(grad_norm, c);
@@ -122,6 +132,6 @@ impl Trainer<'_> {
         let lr = lr_at(self.cfg.lr, self.cfg.schedule, step, p.warmup, p.total);
         self.opt.step(lr);
         self.opt.zero_grad();
-        Some(Update { lr, grad_norm })
+        Ok(Update { lr, grad_norm })
     }
 }
