@@ -434,7 +434,8 @@ fn eval_sweep_writes_a_new_results_set_and_leaves_the_scores() {
 #[test]
 fn a_task_whose_evaluation_failed_is_fixed_and_evaluated_without_training() {
     let s = sweep();
-    // IFEval pointed at an ARC file: every trial trains, then fails at eval.
+    // IFEval pointed at an ARC file: refused before anything is recorded
+    // (the data of every task is read first).
     let arc = fixtures().join("tiny/data/arc_easy.jsonl");
     let bad = vec![
         default_tasks()[0].clone(),
@@ -443,15 +444,35 @@ fn a_task_whose_evaluation_failed_is_fixed_and_evaluated_without_training() {
     set_eval(&s, &bad, "limit = 10\n\n[resources]\nmax_retries = 0");
     let o = s.run();
     assert!(!o.status.success(), "a bad task path passed");
+    assert!(
+        stderr(&o).contains("eval.tasks[1]: task ifeval"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!s.db().exists(), "a sweep with bad eval data was recorded");
+
+    // An evaluation that dies for another reason: every trial trains,
+    // then fails at eval.
+    let good = vec![bad[0].clone(), format!("ifeval={}", ifeval(&s).display())];
+    set_eval(&s, &good, "limit = 10\n\n[resources]\nmax_retries = 0");
+    let o = s
+        .command(&["run", s.toml().to_str().expect("utf-8"), "--no-progress"])
+        .env("STANDIN_EVAL_FAIL_TASKS", "ifeval")
+        .output()
+        .expect("run");
+    assert!(!o.status.success(), "a failed evaluation passed");
     assert_eq!(states(&s), ["failed"; 2]);
     assert!(s.trials().iter().all(|t| t["stage"] == "eval"));
     let events = event_files(&s);
     let trains = stage_count(&s, "train");
     assert_eq!(trains, 2);
 
-    // The fix: same task, the right file. Only the evaluation runs.
-    let good = vec![bad[0].clone(), format!("ifeval={}", ifeval(&s).display())];
-    set_eval(&s, &good, "limit = 10\n\n[resources]\nmax_retries = 0");
+    // The fix: the task moved to a copy of the same data. Only the
+    // evaluation runs.
+    let copy = s.dir.path().join("ifeval-copy.jsonl");
+    std::fs::copy(ifeval(&s), &copy).expect("copy");
+    let fixed = vec![bad[0].clone(), format!("ifeval={}", copy.display())];
+    set_eval(&s, &fixed, "limit = 10\n\n[resources]\nmax_retries = 0");
     assert_ok(&s.run(), "run with the fixed path");
     assert_eq!(states(&s), ["completed"; 2]);
     assert_eq!(stage_count(&s, "train"), trains, "the trainer ran again");
@@ -464,11 +485,15 @@ fn a_task_whose_evaluation_failed_is_fixed_and_evaluated_without_training() {
         );
     }
 
-    // Growth can fail too: piqa pointed at the IFEval file fails on every
-    // completed trial (they keep their scores), and fixing it evaluates it.
-    let grown_bad = [good.clone(), vec![format!("piqa={}", ifeval(&s).display())]].concat();
-    set_eval(&s, &grown_bad, "limit = 10\n\n[resources]\nmax_retries = 0");
-    let o = s.run();
+    // Growth can fail too: piqa's evaluation dies on every completed
+    // trial (they keep their scores), and the next run evaluates it.
+    let grown = [fixed, vec![format!("piqa={}", piqa(&s).display())]].concat();
+    set_eval(&s, &grown, "limit = 10\n\n[resources]\nmax_retries = 0");
+    let o = s
+        .command(&["run", s.toml().to_str().expect("utf-8"), "--no-progress"])
+        .env("STANDIN_EVAL_FAIL_TASKS", "piqa")
+        .output()
+        .expect("run");
     assert!(!o.status.success(), "a failed evaluation passed");
     assert!(
         stderr(&o).contains("2 evaluations of completed trials failed"),
@@ -477,9 +502,7 @@ fn a_task_whose_evaluation_failed_is_fixed_and_evaluated_without_training() {
     );
     assert_eq!(states(&s), ["completed"; 2]);
     assert_eq!(set_scores(&s, "default"), scores);
-    let grown = [good, vec![format!("piqa={}", piqa(&s).display())]].concat();
-    set_eval(&s, &grown, "limit = 10\n\n[resources]\nmax_retries = 0");
-    assert_ok(&s.run(), "run with piqa fixed");
+    assert_ok(&s.run(), "run again");
     assert_eq!(stage_count(&s, "train"), trains);
     assert_eq!(event_files(&s), events);
     let status = s.status_json();
