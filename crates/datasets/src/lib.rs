@@ -8,6 +8,7 @@
 //! row (or line) when a row is bad.
 
 mod parquet_rows;
+mod stream;
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -256,6 +257,9 @@ pub fn read_dataset(path: &Path, split: Option<&str>) -> Result<Vec<Record>> {
     }
     Ok(out)
 }
+
+/// Chunked reading in bounded memory (see [`stream`]).
+pub use stream::{RecordChunks, StreamSource};
 
 /// Writes rows as a Parquet file (strings, numbers, booleans, lists and
 /// structs), for tests and for data the project generates.

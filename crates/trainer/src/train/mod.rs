@@ -25,7 +25,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use crate::config::TrialConfig;
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 use crate::events::{self, EventSink, TrainEvent};
 use dump::BatchDump;
 use progress::Progress;
@@ -45,9 +45,12 @@ pub enum Outcome {
         step: u64,
         last_finite_loss: Option<f64>,
     },
+    /// Stopped by a signal: at a step boundary after writing
+    /// `checkpoint`, or before the first step (while the data was loaded:
+    /// step 0, no checkpoint).
     Stopped {
         step: u64,
-        checkpoint: PathBuf,
+        checkpoint: Option<PathBuf>,
     },
 }
 
@@ -93,7 +96,8 @@ pub fn fingerprint(c: &TrialConfig) -> String {
     hex::encode(&Sha256::digest(v.to_string().as_bytes())[..8])
 }
 
-/// Runs a trial. `stop` is polled at every step boundary.
+/// Runs a trial. `stop` is polled while the data loads and at every step
+/// boundary.
 pub fn run(
     cfg: &TrialConfig,
     opts: &RunOptions,
@@ -101,7 +105,15 @@ pub fn run(
     events: &mut dyn EventSink,
 ) -> Result<Outcome> {
     let started = Instant::now();
-    let mut trainer = Trainer::new(cfg)?;
+    let mut trainer = match Trainer::new(cfg, stop) {
+        Err(TrainError::Stopped) => {
+            return Ok(Outcome::Stopped {
+                step: 0,
+                checkpoint: None,
+            })
+        }
+        other => other?,
+    };
     let at = if opts.resume {
         trainer.resume()?
     } else {
@@ -200,7 +212,7 @@ impl<'a> Run<'a> {
         self.bar.abandon_with_message("stopped");
         Ok(Outcome::Stopped {
             step: self.at.step,
-            checkpoint: path,
+            checkpoint: Some(path),
         })
     }
 

@@ -1,0 +1,288 @@
+//! A trial's data: the cache file when a valid one is there, else built
+//! once, streaming (rows read a chunk at a time, tokenised in parallel,
+//! written as they come, so memory does not grow with the dataset), under
+//! an exclusive lock beside the cache so trials started together tokenise
+//! once: the first builds, the others wait and then map what it wrote.
+//!
+//! Every phase polls the stop flag (hashing the data for the key, waiting
+//! for the lock, reading, tokenising, checking the map): a SIGTERM ends
+//! loading within about a second with [`TrainError::Stopped`], and the
+//! writer removes its temporary files, so no partial cache is left.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::fs::{flock, FlockOperation};
+use sha2::{Digest, Sha256};
+use smolsweep_datasets::{RecordChunks, StreamSource};
+use smolsweep_model::{ChatTemplate, TextTokenizer};
+
+use super::cache::{self, CacheMap, CacheWriter, Invalid, OpenError};
+use super::encode::{encode_chunk, Encoder, SampleSink, Tally};
+use super::{DataStats, Samples, TokenizedData};
+use crate::error::{Result, TrainError};
+
+/// Rows tokenised per chunk: enough to keep every core busy, few enough
+/// that a chunk of long conversations stays a few tens of MB.
+const CHUNK_ROWS: usize = 1024;
+/// Salt of the cache key. It is the first format's magic, kept so a cache
+/// written by an older build has the name a newer build looks for, and is
+/// recognised (and rebuilt) instead of left behind.
+const KEY_SALT: &[u8; 8] = b"SSTOK001";
+/// How often a trial waiting for another's build checks the lock and the
+/// stop flag.
+const LOCK_POLL: Duration = Duration::from_millis(50);
+
+/// What the data of a trial is and where its cache lives.
+pub struct DataSpec<'a> {
+    pub data: &'a [PathBuf],
+    pub tokenizer: &'a TextTokenizer,
+    pub template: &'a ChatTemplate,
+    /// The template's Jinja source (part of the key).
+    pub template_source: &'a str,
+    pub max_len: usize,
+    pub cache_dir: PathBuf,
+}
+
+/// How a mapped cache came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// It was there.
+    Cache,
+    /// Another process built it while this one waited for the lock.
+    Waited,
+    /// This process built it.
+    Built,
+}
+
+/// A trial's tokenised data.
+#[derive(Debug)]
+pub enum Loaded {
+    Mapped(CacheMap, Origin),
+    /// The cache could not be written; tokenised into memory instead.
+    Memory(TokenizedData),
+}
+
+fn stopped(stop: &AtomicBool) -> Result<()> {
+    if stop.load(Ordering::Relaxed) {
+        Err(TrainError::Stopped)
+    } else {
+        Ok(())
+    }
+}
+
+/// The cache key: content of every data file, the tokenizer, the template
+/// and the length limit.
+pub fn cache_key(
+    data_paths: &[PathBuf],
+    tokenizer: &TextTokenizer,
+    template_source: &str,
+    max_len: usize,
+    stop: &AtomicBool,
+) -> Result<String> {
+    let mut h = Sha256::new();
+    h.update(KEY_SALT);
+    let mut buf = vec![0u8; 1 << 20];
+    for p in data_paths {
+        for f in smolsweep_datasets::resolve_files(p, None)? {
+            let mut file = File::open(&f).map_err(|e| TrainError::io(&f, e))?;
+            loop {
+                stopped(stop)?;
+                let n = file.read(&mut buf).map_err(|e| TrainError::io(&f, e))?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            h.update([0xff]);
+        }
+    }
+    let tj = tokenizer.path();
+    h.update(std::fs::read(tj).map_err(|e| TrainError::io(tj, e))?);
+    h.update(template_source.as_bytes());
+    h.update(tokenizer.bos_token.as_deref().unwrap_or("").as_bytes());
+    h.update([0]);
+    h.update(tokenizer.eos_token.as_deref().unwrap_or("").as_bytes());
+    h.update((max_len as u64).to_le_bytes());
+    Ok(hex::encode(&h.finalize()[..12]))
+}
+
+/// The files to read for each data path: a directory with a `train` split
+/// uses it, else all its data files.
+fn sources(paths: &[PathBuf]) -> Result<Vec<StreamSource>> {
+    paths
+        .iter()
+        .map(|p| {
+            let files = if p.is_dir() {
+                smolsweep_datasets::resolve_files(p, Some("train"))
+                    .or_else(|_| smolsweep_datasets::resolve_files(p, None))?
+            } else {
+                smolsweep_datasets::resolve_files(p, None)?
+            };
+            Ok(StreamSource {
+                path: p.clone(),
+                files,
+            })
+        })
+        .collect()
+}
+
+/// Reads and tokenises the data a chunk at a time into `sink`.
+pub(crate) fn tokenize_streaming(
+    spec: &DataSpec<'_>,
+    sink: &mut dyn SampleSink,
+    stop: &AtomicBool,
+) -> Result<DataStats> {
+    let enc = Encoder::new(spec.tokenizer, spec.template, spec.max_len);
+    let mut tally = Tally::default();
+    for chunk in RecordChunks::new(sources(spec.data)?, CHUNK_ROWS) {
+        stopped(stop)?;
+        let chunk = chunk?;
+        let encoded = encode_chunk(&enc, &chunk, stop)?;
+        tally.absorb(&chunk, encoded, sink)?;
+    }
+    tally.finish()
+}
+
+/// An exclusive `flock` on the lock file beside a cache, released when
+/// dropped (or by the kernel when the process dies, however it dies).
+struct BuildLock {
+    _file: File,
+}
+
+impl BuildLock {
+    /// Takes the lock, waiting (and polling `stop`) while another process
+    /// holds it.
+    fn acquire(path: &Path, stop: &AtomicBool) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| TrainError::io(path, e))?;
+        let mut logged = false;
+        loop {
+            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(BuildLock { _file: file }),
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => {}
+                Err(e) => return Err(TrainError::io(path, e.into())),
+            }
+            if !logged {
+                tracing::info!(lock = %path.display(), "waiting for another trial tokenising the same data");
+                logged = true;
+            }
+            stopped(stop)?;
+            std::thread::sleep(LOCK_POLL);
+        }
+    }
+}
+
+fn open(path: &Path, stop: &AtomicBool) -> Result<std::result::Result<CacheMap, Invalid>> {
+    match CacheMap::open(path, stop) {
+        Ok(m) => Ok(Ok(m)),
+        Err(OpenError::Stopped) => Err(TrainError::Stopped),
+        Err(OpenError::Invalid(i)) => Ok(Err(i)),
+    }
+}
+
+/// Removes temporary files of builds that died (only the lock holder
+/// writes, so while it is held every such file is a leftover).
+fn remove_leftovers(path: &Path) {
+    let (Some(dir), prefix) = (path.parent(), cache::temp_prefix(path)) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+fn log_stats(s: &DataStats, secs: Option<f64>, msg: &str) {
+    tracing::info!(
+        rows = s.rows,
+        samples = s.samples,
+        skipped_no_assistant = s.skipped_no_assistant,
+        skipped_truncated_away = s.skipped_truncated_away,
+        truncated = s.truncated,
+        tokens = s.tokens,
+        label_tokens = s.label_tokens,
+        secs = secs.map(|t| format!("{t:.1}")),
+        "{msg}"
+    );
+}
+
+/// The trial's data: the mapped cache (built first when it is absent or
+/// invalid, once across processes), or in memory when the cache directory
+/// cannot be written.
+pub fn load_or_build(spec: &DataSpec<'_>, stop: &AtomicBool) -> Result<Loaded> {
+    let key = cache_key(
+        spec.data,
+        spec.tokenizer,
+        spec.template_source,
+        spec.max_len,
+        stop,
+    )?;
+    let path = spec.cache_dir.join(format!("tokenized-{key}.bin"));
+    let mut reason = match open(&path, stop)? {
+        Ok(m) => {
+            tracing::info!(cache = %path.display(), samples = m.len(), "tokenised data from cache");
+            return Ok(Loaded::Mapped(m, Origin::Cache));
+        }
+        Err(r) => r,
+    };
+    let lock = std::fs::create_dir_all(&spec.cache_dir)
+        .map_err(|e| TrainError::io(&spec.cache_dir, e))
+        .and_then(|()| BuildLock::acquire(&path.with_extension("lock"), stop));
+    let _lock = match lock {
+        Ok(l) => l,
+        Err(TrainError::Stopped) => return Err(TrainError::Stopped),
+        Err(e) => {
+            tracing::warn!(
+                "tokenising into memory: the cache cannot be written: {}",
+                crate::error::chain_text(&e)
+            );
+            let mut d = TokenizedData {
+                offsets: vec![0],
+                ..Default::default()
+            };
+            let t = Instant::now();
+            d.stats = tokenize_streaming(spec, &mut d, stop)?;
+            log_stats(&d.stats, Some(t.elapsed().as_secs_f64()), "tokenised");
+            return Ok(Loaded::Memory(d));
+        }
+    };
+    // Another trial may have built it while this one waited.
+    match open(&path, stop)? {
+        Ok(m) => {
+            tracing::info!(cache = %path.display(), samples = m.len(), "tokenised data from cache (built by another trial)");
+            return Ok(Loaded::Mapped(m, Origin::Waited));
+        }
+        Err(r) if reason == Invalid::Missing => reason = r,
+        Err(_) => {}
+    }
+    if reason != Invalid::Missing {
+        tracing::warn!(cache = %path.display(), %reason, "rebuilding the tokenisation cache");
+    }
+    remove_leftovers(&path);
+    tracing::info!(cache = %path.display(), "tokenising");
+    let t = Instant::now();
+    let mut w = CacheWriter::create(&path)?;
+    let stats = tokenize_streaming(spec, &mut w, stop)?;
+    w.finish(&stats)?;
+    log_stats(&stats, Some(t.elapsed().as_secs_f64()), "tokenised");
+    match open(&path, stop)? {
+        Ok(m) => Ok(Loaded::Mapped(m, Origin::Built)),
+        Err(r) => Err(TrainError::Other(format!(
+            "{}: the cache just written does not read back: {r}",
+            path.display()
+        ))),
+    }
+}
