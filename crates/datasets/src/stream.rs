@@ -139,7 +139,9 @@ impl FileRows {
             Some("parquet") => {
                 let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
                 let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                    .map_err(|e| parquet_rows::fmt_err(path, format!("not a readable Parquet file: {e}")))?
+                    .map_err(|e| {
+                        parquet_rows::fmt_err(path, format!("not a readable Parquet file: {e}"))
+                    })?
                     // Small batches: a row of chat data can be tens of kB.
                     .with_batch_size(256)
                     .build()

@@ -366,8 +366,7 @@ impl CacheWriter {
     /// Completes the file: offsets, masks and statistics after the ids, the
     /// header last; synced, then renamed into place.
     pub fn finish(mut self, stats: &DataStats) -> Result<()> {
-        let stats_json =
-            serde_json::to_vec(stats).map_err(|e| TrainError::Other(e.to_string()))?;
+        let stats_json = serde_json::to_vec(stats).map_err(|e| TrainError::Other(e.to_string()))?;
         let samples = (self.offsets.len() - 1) as u64;
         let layout = Layout::new(samples, self.tokens, stats_json.len() as u64)
             .ok_or_else(|| TrainError::Other("tokenised data too large".into()))?;
@@ -381,7 +380,8 @@ impl CacheWriter {
         self.spool
             .flush()
             .map_err(|e| TrainError::io(&self.spool_path, e))?;
-        let mut spool = File::open(&self.spool_path).map_err(|e| TrainError::io(&self.spool_path, e))?;
+        let mut spool =
+            File::open(&self.spool_path).map_err(|e| TrainError::io(&self.spool_path, e))?;
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = spool
@@ -439,4 +439,110 @@ pub fn save_cache(path: &Path, d: &TokenizedData) -> Result<()> {
         w.push(ids, mask)?;
     }
     w.finish(&d.stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data() -> TokenizedData {
+        let mut d = TokenizedData::default();
+        // Odd lengths, so the ids section needs padding before the offsets.
+        for (k, n) in [3usize, 1, 4].into_iter().enumerate() {
+            let ids: Vec<u32> = (0..n as u32).map(|j| 70_000 * k as u32 + j).collect();
+            let mask: Vec<u8> = (0..n).map(|j| u8::from(j > 0)).collect();
+            d.push(&ids, &mask).expect("push");
+        }
+        d.stats = DataStats {
+            rows: 4,
+            samples: 3,
+            tokens: 8,
+            label_tokens: 5,
+            ..Default::default()
+        };
+        d
+    }
+
+    fn open(p: &Path) -> std::result::Result<CacheMap, Invalid> {
+        CacheMap::open(p, &AtomicBool::new(false)).map_err(|e| match e {
+            OpenError::Invalid(i) => i,
+            OpenError::Stopped => panic!("stopped"),
+        })
+    }
+
+    fn edited(p: &Path, edit: impl FnOnce(&mut Vec<u8>)) -> std::result::Result<CacheMap, Invalid> {
+        let d = data();
+        save_cache(p, &d).expect("save");
+        let mut b = std::fs::read(p).expect("read");
+        edit(&mut b);
+        std::fs::write(p, b).expect("write");
+        open(p)
+    }
+
+    #[test]
+    fn round_trip_in_place() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.bin");
+        let d = data();
+        save_cache(&p, &d).expect("save");
+        let m = open(&p).expect("valid");
+        assert_eq!((m.len(), m.stats()), (3, &d.stats));
+        for i in 0..3 {
+            assert_eq!(m.sample(i), d.sample(i));
+        }
+        let b = std::fs::read(&p).expect("read");
+        assert_eq!(b.len() as u64, m.layout.file_len);
+        assert_eq!(m.layout.offsets_at % 8, 0);
+        // Nothing but the cache is left in the directory.
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
+    }
+
+    #[test]
+    fn truncated_corrupt_and_foreign_files_are_refused_with_a_reason() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.bin");
+        let r = edited(&p, |b| b.truncate(b.len() - 3)).expect_err("truncated");
+        assert!(matches!(r, Invalid::Length { .. }), "{r}");
+        assert!(r.to_string().contains("truncated"), "{r}");
+        let r = edited(&p, |b| b.truncate(40)).expect_err("cut header");
+        assert!(matches!(r, Invalid::Length { .. }), "{r}");
+        let r = edited(&p, |b| b[70] ^= 1).expect_err("body");
+        assert_eq!(r, Invalid::BodyChecksum);
+        let r = edited(&p, |b| b[17] ^= 1).expect_err("header");
+        assert_eq!(r, Invalid::HeaderChecksum);
+        let r = edited(&p, |b| b[8] = 3).expect_err("version");
+        assert_eq!(r, Invalid::Version { found: 3 });
+        let r = edited(&p, |b| b[..8].copy_from_slice(b"PK\x03\x04zip!")).expect_err("magic");
+        assert_eq!(r, Invalid::Magic);
+        assert_eq!(
+            open(&dir.path().join("none.bin")).expect_err("none"),
+            Invalid::Missing
+        );
+    }
+
+    #[test]
+    fn the_first_format_is_recognised_as_old() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.bin");
+        // As the first format began: magic, samples, stats length, stats.
+        let mut b = b"SSTOK001".to_vec();
+        b.extend(1u64.to_le_bytes());
+        b.extend(2u64.to_le_bytes());
+        b.extend(b"{}");
+        std::fs::write(&p, b).expect("write");
+        let r = open(&p).expect_err("old");
+        assert_eq!(r, Invalid::OldFormat);
+        assert!(r.to_string().contains("older format"), "{r}");
+    }
+
+    #[test]
+    fn a_dropped_writer_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.bin");
+        let mut w = CacheWriter::create(&p).expect("create");
+        w.push(&[1, 2], &[0, 1]).expect("push");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 2);
+        drop(w);
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0);
+    }
 }

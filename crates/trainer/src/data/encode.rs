@@ -67,7 +67,11 @@ pub(crate) struct Encoder<'a> {
 }
 
 impl<'a> Encoder<'a> {
-    pub(crate) fn new(tokenizer: &'a TextTokenizer, template: &'a ChatTemplate, max_len: usize) -> Self {
+    pub(crate) fn new(
+        tokenizer: &'a TextTokenizer,
+        template: &'a ChatTemplate,
+        max_len: usize,
+    ) -> Self {
         Encoder {
             tokenizer,
             template,
@@ -264,7 +268,7 @@ pub fn tokenize(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 

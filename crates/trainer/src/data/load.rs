@@ -130,15 +130,16 @@ fn sources(paths: &[PathBuf]) -> Result<Vec<StreamSource>> {
         .collect()
 }
 
-/// Reads and tokenises the data a chunk at a time into `sink`.
-pub(crate) fn tokenize_streaming(
+/// Reads and tokenises the data `chunk_rows` rows at a time into `sink`.
+fn tokenize_streaming(
     spec: &DataSpec<'_>,
     sink: &mut dyn SampleSink,
     stop: &AtomicBool,
+    chunk_rows: usize,
 ) -> Result<DataStats> {
     let enc = Encoder::new(spec.tokenizer, spec.template, spec.max_len);
     let mut tally = Tally::default();
-    for chunk in RecordChunks::new(sources(spec.data)?, CHUNK_ROWS) {
+    for chunk in RecordChunks::new(sources(spec.data)?, chunk_rows) {
         stopped(stop)?;
         let chunk = chunk?;
         let encoded = encode_chunk(&enc, &chunk, stop)?;
@@ -199,13 +200,16 @@ fn remove_leftovers(path: &Path) {
         return;
     };
     for e in entries.flatten() {
-        if e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
+        if e.file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(&prefix))
+        {
             let _ = std::fs::remove_file(e.path());
         }
     }
 }
 
-fn log_stats(s: &DataStats, secs: Option<f64>, msg: &str) {
+fn log_stats(s: &DataStats, secs: f64) {
     tracing::info!(
         rows = s.rows,
         samples = s.samples,
@@ -214,8 +218,8 @@ fn log_stats(s: &DataStats, secs: Option<f64>, msg: &str) {
         truncated = s.truncated,
         tokens = s.tokens,
         label_tokens = s.label_tokens,
-        secs = secs.map(|t| format!("{t:.1}")),
-        "{msg}"
+        secs = format!("{secs:.1}"),
+        "tokenised"
     );
 }
 
@@ -254,8 +258,8 @@ pub fn load_or_build(spec: &DataSpec<'_>, stop: &AtomicBool) -> Result<Loaded> {
                 ..Default::default()
             };
             let t = Instant::now();
-            d.stats = tokenize_streaming(spec, &mut d, stop)?;
-            log_stats(&d.stats, Some(t.elapsed().as_secs_f64()), "tokenised");
+            d.stats = tokenize_streaming(spec, &mut d, stop, CHUNK_ROWS)?;
+            log_stats(&d.stats, t.elapsed().as_secs_f64());
             return Ok(Loaded::Memory(d));
         }
     };
@@ -275,14 +279,240 @@ pub fn load_or_build(spec: &DataSpec<'_>, stop: &AtomicBool) -> Result<Loaded> {
     tracing::info!(cache = %path.display(), "tokenising");
     let t = Instant::now();
     let mut w = CacheWriter::create(&path)?;
-    let stats = tokenize_streaming(spec, &mut w, stop)?;
+    let stats = tokenize_streaming(spec, &mut w, stop, CHUNK_ROWS)?;
     w.finish(&stats)?;
-    log_stats(&stats, Some(t.elapsed().as_secs_f64()), "tokenised");
+    log_stats(&stats, t.elapsed().as_secs_f64());
     match open(&path, stop)? {
         Ok(m) => Ok(Loaded::Mapped(m, Origin::Built)),
         Err(r) => Err(TrainError::Other(format!(
             "{}: the cache just written does not read back: {r}",
             path.display()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+
+    /// A JSONL file of `n` two-turn conversations (every 10th without an
+    /// assistant turn) with `len`-character answers.
+    pub(crate) fn write_conversations(path: &Path, n: usize, len: usize) {
+        let mut text = String::new();
+        for i in 0..n {
+            let answer = format!("answer {i} {}", "because ".repeat(len / 8 + 1));
+            let row = if i % 10 == 9 {
+                serde_json::json!({"messages": [{"role": "user", "content": format!("q{i}")}]})
+            } else {
+                serde_json::json!({"messages": [
+                    {"role": "user", "content": format!("q{i}")},
+                    {"role": "assistant", "content": answer}
+                ]})
+            };
+            text.push_str(&row.to_string());
+            text.push('\n');
+        }
+        std::fs::write(path, text).expect("write data");
+    }
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        tok: TextTokenizer,
+        template: ChatTemplate,
+        data: Vec<PathBuf>,
+    }
+
+    impl Fixture {
+        fn new(n: usize, len: usize) -> Self {
+            let dir = crate::data::encode::tests::tokenizer_dir();
+            let tok = TextTokenizer::from_dir(dir.path()).expect("tok");
+            let data = dir.path().join("d.jsonl");
+            write_conversations(&data, n, len);
+            Fixture {
+                tok,
+                template: ChatTemplate::builtin("chatml").expect("chatml"),
+                data: vec![data],
+                dir,
+            }
+        }
+        fn spec(&self) -> DataSpec<'_> {
+            DataSpec {
+                data: &self.data,
+                tokenizer: &self.tok,
+                template: &self.template,
+                template_source: "chatml",
+                max_len: 48,
+                cache_dir: self.dir.path().join("cache"),
+            }
+        }
+        fn cache_files(&self) -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(self.dir.path().join("cache"))
+                .map(|r| {
+                    r.flatten()
+                        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                        .filter(|n| !n.ends_with(".lock"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            v.sort();
+            v
+        }
+    }
+
+    fn mapped(l: Loaded) -> (CacheMap, Origin) {
+        match l {
+            Loaded::Mapped(m, o) => (m, o),
+            Loaded::Memory(_) => panic!("expected a mapped cache"),
+        }
+    }
+
+    #[test]
+    fn mapped_cache_gives_the_samples_of_in_memory_tokenisation() {
+        let f = Fixture::new(60, 40);
+        let never = AtomicBool::new(false);
+        let recs = crate::data::read_records(&f.data).expect("read");
+        let mem = crate::data::tokenize(&recs, &f.tok, &f.template, 48).expect("tok");
+        let (m, origin) = mapped(load_or_build(&f.spec(), &never).expect("load"));
+        assert_eq!(origin, Origin::Built);
+        assert_eq!(m.len(), mem.len());
+        assert_eq!(m.stats(), mem.stats());
+        assert!(mem.stats.skipped_no_assistant > 0 && mem.stats.truncated > 0);
+        for i in 0..mem.len() {
+            assert_eq!(m.sample(i), mem.sample(i), "sample {i}");
+        }
+        // The second load maps what the first wrote.
+        let (again, origin) = mapped(load_or_build(&f.spec(), &never).expect("load"));
+        assert_eq!((origin, again.path()), (Origin::Cache, m.path()));
+    }
+
+    #[test]
+    fn streaming_writes_the_bytes_of_the_in_memory_path() {
+        let f = Fixture::new(50, 30);
+        // The same rows as Parquet too: both formats stream.
+        let rows: Vec<smolsweep_datasets::Row> =
+            smolsweep_datasets::read_file(&f.data[0]).expect("rows");
+        let pq = f.dir.path().join("d.parquet");
+        smolsweep_datasets::write_parquet(&pq, &rows).expect("parquet");
+        let never = AtomicBool::new(false);
+        for data in [
+            f.data.clone(),
+            vec![pq.clone()],
+            vec![f.data[0].clone(), pq],
+        ] {
+            let recs = crate::data::read_records(&data).expect("read");
+            let mem = crate::data::tokenize(&recs, &f.tok, &f.template, 48).expect("tok");
+            let a = f.dir.path().join("a.bin");
+            crate::data::save_cache(&a, &mem).expect("save");
+            let spec = DataSpec {
+                data: &data,
+                ..f.spec()
+            };
+            for chunk in [1, 7, 1000] {
+                let b = f.dir.path().join("b.bin");
+                let mut w = CacheWriter::create(&b).expect("writer");
+                let stats = tokenize_streaming(&spec, &mut w, &never, chunk).expect("stream");
+                w.finish(&stats).expect("finish");
+                assert!(
+                    std::fs::read(&a).expect("a") == std::fs::read(&b).expect("b"),
+                    "{data:?}, chunks of {chunk}: streaming wrote other bytes"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn two_loaders_started_together_tokenise_once() {
+        let f = Arc::new(Fixture::new(3000, 200));
+        let start = Arc::new(Barrier::new(2));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (f, start) = (Arc::clone(&f), Arc::clone(&start));
+                std::thread::spawn(move || {
+                    let never = AtomicBool::new(false);
+                    start.wait();
+                    let (m, origin) = mapped(load_or_build(&f.spec(), &never).expect("load"));
+                    (origin, m.len(), m.sample(m.len() - 1).0.to_vec())
+                })
+            })
+            .collect();
+        let mut got: Vec<_> = threads
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect();
+        got.sort_by_key(|g| g.0 as u8);
+        let origins: Vec<Origin> = got.iter().map(|g| g.0).collect();
+        assert_eq!(
+            origins.iter().filter(|&&o| o == Origin::Built).count(),
+            1,
+            "{origins:?}"
+        );
+        assert_eq!((got[0].1, &got[0].2), (got[1].1, &got[1].2));
+    }
+
+    #[test]
+    fn a_stop_during_tokenisation_leaves_no_cache_file() {
+        let f = Fixture::new(8000, 400);
+        let stop = Arc::new(AtomicBool::new(false));
+        let cache = f.dir.path().join("cache");
+        // Stops as soon as the build's temporary file appears.
+        let setter = {
+            let (stop, cache) = (Arc::clone(&stop), cache.clone());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while Instant::now() < deadline {
+                    let writing = std::fs::read_dir(&cache).is_ok_and(|r| {
+                        r.flatten()
+                            .any(|e| e.file_name().to_string_lossy().contains(".tmp"))
+                    });
+                    if writing {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                stop.store(true, Ordering::SeqCst);
+            })
+        };
+        let t = Instant::now();
+        let r = load_or_build(&f.spec(), &stop);
+        setter.join().expect("setter");
+        assert!(matches!(r, Err(TrainError::Stopped)), "{r:?}");
+        assert!(t.elapsed() < Duration::from_secs(30));
+        assert_eq!(f.cache_files(), Vec::<String>::new());
+        // Then a run completes.
+        let never = AtomicBool::new(false);
+        let (_, origin) = mapped(load_or_build(&f.spec(), &never).expect("load"));
+        assert_eq!(origin, Origin::Built);
+        assert_eq!(f.cache_files().len(), 1, "{:?}", f.cache_files());
+    }
+
+    #[test]
+    fn leftovers_of_a_killed_build_are_removed() {
+        let f = Fixture::new(20, 10);
+        let never = AtomicBool::new(false);
+        let key = cache_key(&f.data, &f.tok, "chatml", 48, &never).expect("key");
+        let cache = f.dir.path().join("cache");
+        std::fs::create_dir_all(&cache).expect("mkdir");
+        std::fs::write(cache.join(format!("tokenized-{key}.tmp999999")), "x").expect("w");
+        std::fs::write(cache.join(format!("tokenized-{key}.tmp999999.mask")), "x").expect("w");
+        mapped(load_or_build(&f.spec(), &never).expect("load"));
+        assert_eq!(f.cache_files(), vec![format!("tokenized-{key}.bin")]);
+    }
+
+    #[test]
+    fn an_unwritable_cache_directory_tokenises_into_memory() {
+        let f = Fixture::new(20, 10);
+        let never = AtomicBool::new(false);
+        // A file where the directory should be.
+        let blocker = f.dir.path().join("blocker");
+        std::fs::write(&blocker, "").expect("w");
+        let spec = DataSpec {
+            cache_dir: blocker.join("cache"),
+            ..f.spec()
+        };
+        match load_or_build(&spec, &never).expect("load") {
+            Loaded::Memory(d) => assert_eq!(d.len(), d.stats.samples),
+            Loaded::Mapped(..) => panic!("mapped a cache it could not write"),
+        }
     }
 }
