@@ -129,7 +129,7 @@ fn sigterm_while_tokenising_exits_4_at_once_and_leaves_no_cache() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("big.jsonl");
     // Enough that tokenising takes seconds on two cores.
-    write_conversations(&data, 20_000, 600);
+    write_conversations(&data, 8_000, 600);
     let cache = dir.path().join("cache");
     let cfg = trial(&dir.path().join("t"), &data, &cache, 1);
     let mut t = Train::spawn(&cfg);
@@ -159,6 +159,12 @@ fn sigterm_while_tokenising_exits_4_at_once_and_leaves_no_cache() {
     assert_eq!(status.code(), Some(4), "{err}");
     assert!(!err.contains("tokenised rows="), "{err}");
     assert_eq!(cache_files(&cache), Vec::<String>::new(), "{err}");
+
+    // The next run tokenises afresh and completes.
+    let (code, err) = Train::spawn(&cfg).finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("tokenised rows=8000"), "{err}");
+    assert_eq!(cache_files(&cache).len(), 1, "{err}");
 }
 
 #[test]
