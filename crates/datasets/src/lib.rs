@@ -258,7 +258,7 @@ pub fn read_dataset(path: &Path, split: Option<&str>) -> Result<Vec<Record>> {
     Ok(out)
 }
 
-/// Chunked reading in bounded memory (see [`stream`]).
+/// Reading a dataset in chunks of rows, in bounded memory.
 pub use stream::{RecordChunks, StreamSource};
 
 /// Writes rows as a Parquet file (strings, numbers, booleans, lists and

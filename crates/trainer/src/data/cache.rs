@@ -373,10 +373,7 @@ impl CacheWriter {
         let written = HEADER_LEN as u64 + self.tokens * 4;
         self.body(&vec![0u8; (layout.offsets_at - written) as usize])?;
         let offsets = std::mem::take(&mut self.offsets);
-        for chunk in offsets.chunks(8192) {
-            let bytes: Vec<u8> = chunk.iter().flat_map(|o| o.to_le_bytes()).collect();
-            self.body(&bytes)?;
-        }
+        self.body(bytemuck::cast_slice(&offsets))?;
         self.spool
             .flush()
             .map_err(|e| TrainError::io(&self.spool_path, e))?;
@@ -410,8 +407,8 @@ impl CacheWriter {
 
 impl SampleSink for CacheWriter {
     fn push(&mut self, ids: &[u32], mask: &[u8]) -> Result<()> {
-        let bytes: Vec<u8> = ids.iter().flat_map(|t| t.to_le_bytes()).collect();
-        self.body(&bytes)?;
+        // The host is little-endian (checked at compile time above).
+        self.body(bytemuck::cast_slice(ids))?;
         self.spool
             .write_all(mask)
             .map_err(|e| TrainError::io(&self.spool_path, e))?;
