@@ -11,6 +11,7 @@
 mod common;
 mod orchestrator_helpers;
 
+mod data_cache;
 mod demo_e2e;
 mod error_chains;
 mod eval_bad_inputs;

@@ -9,6 +9,7 @@
 //! row (or line) when a row is bad.
 
 mod parquet_rows;
+mod stream;
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -315,6 +316,9 @@ pub fn read_records(files: &[PathBuf], what: &Path) -> Result<Vec<Record>> {
     }
     Ok(out)
 }
+
+/// Reading a dataset in chunks of rows, in bounded memory.
+pub use stream::{RecordChunks, StreamSource};
 
 /// Writes rows as a Parquet file (strings, numbers, booleans, lists and
 /// structs), for tests and for data the project generates.

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use arrow::json::reader::{infer_json_schema_from_iterator, ReaderBuilder};
 use arrow::json::writer::{JsonArray, WriterBuilder};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -14,7 +15,7 @@ use serde_json::Value;
 
 use crate::{DatasetError, Result, Row};
 
-fn fmt_err(path: &Path, e: impl std::fmt::Display) -> DatasetError {
+pub(crate) fn fmt_err(path: &Path, e: impl std::fmt::Display) -> DatasetError {
     DatasetError::Format {
         path: path.to_path_buf(),
         msg: e.to_string(),
@@ -37,26 +38,34 @@ pub(crate) fn read(path: &Path, limit: Option<usize>) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| fmt_err(path, e))?;
-        let mut buf = Vec::new();
-        {
-            let mut w = WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .build::<_, JsonArray>(&mut buf);
-            w.write(&batch).map_err(|e| fmt_err(path, e))?;
-            w.finish().map_err(|e| fmt_err(path, e))?;
-        }
-        if buf.is_empty() {
-            continue;
-        }
-        match serde_json::from_slice::<Value>(&buf).map_err(|e| fmt_err(path, e))? {
-            Value::Array(items) => rows.extend(items.into_iter().filter_map(|v| match v {
-                Value::Object(o) => Some(o),
-                _ => None,
-            })),
-            _ => return Err(fmt_err(path, "unexpected JSON from Arrow")),
-        }
+        rows.extend(batch_rows(path, &batch)?);
     }
     Ok(rows)
+}
+
+/// The rows of one record batch as JSON objects.
+pub(crate) fn batch_rows(path: &Path, batch: &RecordBatch) -> Result<Vec<Row>> {
+    let mut buf = Vec::new();
+    {
+        let mut w = WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, JsonArray>(&mut buf);
+        w.write(batch).map_err(|e| fmt_err(path, e))?;
+        w.finish().map_err(|e| fmt_err(path, e))?;
+    }
+    if buf.is_empty() {
+        return Ok(Vec::new());
+    }
+    match serde_json::from_slice::<Value>(&buf).map_err(|e| fmt_err(path, e))? {
+        Value::Array(items) => Ok(items
+            .into_iter()
+            .filter_map(|v| match v {
+                Value::Object(o) => Some(o),
+                _ => None,
+            })
+            .collect()),
+        _ => Err(fmt_err(path, "unexpected JSON from Arrow")),
+    }
 }
 
 /// Writes `rows` to a Parquet file (schema inferred from the rows).

@@ -15,6 +15,7 @@ pub mod generate;
 pub mod gguf;
 pub mod hf;
 pub mod llama;
+pub mod mmap;
 pub mod tokenizer;
 
 pub use chat::{ChatTemplate, Message};

@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
-use crate::data::TokenizedData;
+use crate::data::Samples;
 
 /// Sample order of one epoch: a permutation drawn from (seed, epoch), so a
 /// resumed run sees exactly the order an uninterrupted one would.
@@ -69,7 +69,7 @@ struct Row {
     tgt: Vec<i64>,
 }
 
-fn push_sample(row: &mut Row, data: &TokenizedData, i: usize, seg: i64) {
+fn push_sample(row: &mut Row, data: &dyn Samples, i: usize, seg: i64) {
     let (ids, mask) = data.sample(i);
     for (j, &t) in ids.iter().enumerate() {
         row.ids.push(t as i64);
@@ -87,7 +87,7 @@ fn push_sample(row: &mut Row, data: &TokenizedData, i: usize, seg: i64) {
 /// Splits one step's samples into micro-batches of at most
 /// `micro_batch_size` rows.
 pub fn micro_batches(
-    data: &TokenizedData,
+    data: &dyn Samples,
     samples: &[usize],
     micro_batch_size: usize,
     packing: bool,
@@ -176,6 +176,7 @@ pub fn micro_batches(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::TokenizedData;
 
     fn data(lens: &[usize]) -> TokenizedData {
         let mut d = TokenizedData {

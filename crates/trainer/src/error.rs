@@ -29,6 +29,11 @@ pub enum TrainError {
     Checkpoint { path: PathBuf, msg: String },
     #[error("libtorch")]
     Torch(#[from] tch::TchError),
+    /// SIGTERM/SIGINT arrived before the first step (while the data was
+    /// read, tokenised or waited for): nothing to checkpoint, and nothing
+    /// half-written left behind. The trial ends as a stop (exit 4).
+    #[error("stopped by a signal before training started")]
+    Stopped,
     #[error("{0}")]
     Other(String),
 }

@@ -21,8 +21,10 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         println!("{}: valid trial", a.config.display());
         return Ok(());
     }
-    // The flag is polled at step boundaries: the step in flight finishes,
-    // a checkpoint is written, and the process exits with status 4.
+    // The flag is polled while the data loads (which then stops within
+    // about a second, leaving no partial cache) and at step boundaries
+    // (the step in flight finishes and a checkpoint is written); either
+    // way the process exits with status 4.
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
@@ -47,9 +49,15 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         } => {
             tracing::warn!(step, %rule, "diverged: {message}")
         }
-        Outcome::Stopped { step, checkpoint } => {
+        Outcome::Stopped {
+            step,
+            checkpoint: Some(checkpoint),
+        } => {
             tracing::info!(step, checkpoint = %checkpoint.display(), "stopped; resume with --resume")
         }
+        Outcome::Stopped {
+            checkpoint: None, ..
+        } => tracing::info!("stopped before the first step (nothing to checkpoint)"),
     }
     match outcome.exit_code() {
         ExitCode::Done => Ok(()),

@@ -27,7 +27,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use crate::config::TrialConfig;
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 use crate::events::{self, EventSink, TrainEvent};
 use divergence::{Rules, Verdict, Watch};
 use dump::BatchDump;
@@ -50,9 +50,12 @@ pub enum Outcome {
         rule: DivergenceRule,
         message: String,
     },
+    /// Stopped by a signal: at a step boundary after writing
+    /// `checkpoint`, or before the first step (while the data was loaded:
+    /// step 0, no checkpoint).
     Stopped {
         step: u64,
-        checkpoint: PathBuf,
+        checkpoint: Option<PathBuf>,
     },
 }
 
@@ -102,7 +105,8 @@ pub fn fingerprint(c: &TrialConfig) -> String {
     hex::encode(&Sha256::digest(v.to_string().as_bytes())[..8])
 }
 
-/// Runs a trial. `stop` is polled at every step boundary.
+/// Runs a trial. `stop` is polled while the data loads and at every step
+/// boundary.
 pub fn run(
     cfg: &TrialConfig,
     opts: &RunOptions,
@@ -110,7 +114,15 @@ pub fn run(
     events: &mut dyn EventSink,
 ) -> Result<Outcome> {
     let started = Instant::now();
-    let mut trainer = Trainer::new(cfg)?;
+    let mut trainer = match Trainer::new(cfg, stop) {
+        Err(TrainError::Stopped) => {
+            return Ok(Outcome::Stopped {
+                step: 0,
+                checkpoint: None,
+            })
+        }
+        other => other?,
+    };
     let at = if opts.resume {
         trainer.resume()?
     } else {
@@ -225,7 +237,7 @@ impl<'a> Run<'a> {
         self.bar.abandon_with_message("stopped");
         Ok(Outcome::Stopped {
             step: self.at.step,
-            checkpoint: path,
+            checkpoint: Some(path),
         })
     }
 

@@ -4,7 +4,7 @@
 //! counts and the micro-batch size.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
 
 use smolsweep_model::llama::{AttnMask, InitMode};
 use smolsweep_model::{
@@ -15,7 +15,7 @@ use tch::{Device, Kind, Tensor};
 use super::fingerprint;
 use crate::batch::steps_per_epoch;
 use crate::config::{self, InitKind, MicroBatch, TrialConfig};
-use crate::data::{self, TokenizedData};
+use crate::data::{self, DataSpec, Loaded, Samples};
 use crate::error::Result;
 use crate::loss::{chunked_lm_loss, DEFAULT_CHUNK};
 use crate::optim::AdamW;
@@ -30,7 +30,7 @@ pub(super) struct Trainer<'a> {
     pub model_dir: PathBuf,
     pub template: Template,
     pub pad: u32,
-    pub data: TokenizedData,
+    pub data: Loaded,
     pub model: Llama,
     pub opt: AdamW,
     pub plan: Plan,
@@ -62,12 +62,14 @@ pub(super) struct Plan {
 }
 
 impl<'a> Trainer<'a> {
-    pub(super) fn new(cfg: &'a TrialConfig) -> Result<Self> {
+    /// `stop` is polled while the data is read and tokenised: a signal
+    /// then ends setup with [`crate::TrainError::Stopped`].
+    pub(super) fn new(cfg: &'a TrialConfig, stop: &AtomicBool) -> Result<Self> {
         let (device, kind) = device_and_kind(cfg)?;
         let model_dir = smolsweep_model::hf::resolve_model_dir(&cfg.model)?;
         let tok = TextTokenizer::from_dir(&model_dir)?;
         let template = template_for(cfg, &tok)?;
-        let data = load_data(cfg, &tok, &template)?;
+        let data = load_data(cfg, &tok, &template, stop)?;
         let model = init_model(cfg, &model_dir, device, kind)?;
         let opt = AdamW::new(
             model.vs.variables().into_iter().collect(),
@@ -156,35 +158,21 @@ fn template_for(cfg: &TrialConfig, tok: &TextTokenizer) -> Result<Template> {
     })
 }
 
-fn load_data(cfg: &TrialConfig, tok: &TextTokenizer, template: &Template) -> Result<TokenizedData> {
-    let key = data::cache_key(&cfg.data, tok, &template.source, cfg.max_seq_len)?;
-    let path = cfg.cache_dir().join(format!("tokenized-{key}.bin"));
-    if let Some(d) = data::load_cache(&path) {
-        tracing::info!(cache = %path.display(), samples = d.len(), "tokenised data from cache");
-        return Ok(d);
-    }
-    let t = Instant::now();
-    let records = data::read_records(&cfg.data)?;
-    let d = data::tokenize(&records, tok, &template.chat, cfg.max_seq_len)?;
-    let s = &d.stats;
-    tracing::info!(
-        rows = s.rows,
-        samples = s.samples,
-        skipped_no_assistant = s.skipped_no_assistant,
-        skipped_truncated_away = s.skipped_truncated_away,
-        truncated = s.truncated,
-        tokens = s.tokens,
-        label_tokens = s.label_tokens,
-        secs = format!("{:.1}", t.elapsed().as_secs_f64()),
-        "tokenised"
-    );
-    if let Err(e) = data::save_cache(&path, &d) {
-        tracing::warn!(
-            "could not write the tokenisation cache: {}",
-            crate::error::chain_text(&e)
-        );
-    }
-    Ok(d)
+fn load_data(
+    cfg: &TrialConfig,
+    tok: &TextTokenizer,
+    template: &Template,
+    stop: &AtomicBool,
+) -> Result<Loaded> {
+    let spec = DataSpec {
+        data: &cfg.data,
+        tokenizer: tok,
+        template: &template.chat,
+        template_source: &template.source,
+        max_len: cfg.max_seq_len,
+        cache_dir: cfg.cache_dir(),
+    };
+    data::load_or_build(&spec, stop)
 }
 
 fn init_model(
