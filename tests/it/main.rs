@@ -26,5 +26,6 @@ mod one_schema;
 mod orchestrator_chaos;
 mod orchestrator_spec;
 mod orchestrator_sweep;
+mod prepare;
 mod readme_keys;
 mod trainer_e2e;

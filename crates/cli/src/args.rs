@@ -42,6 +42,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Run (or resume) a sweep: train and evaluate every grid point.
     Run(RunArgs),
+    /// Check a sweep's data and tokenise its training data once, before any trial starts.
+    Prepare(PrepareArgs),
     /// Evaluate every completed trial of a sweep on TASKS into a new, named results set (no training).
     EvalSweep(EvalSweepArgs),
     /// A sweep's grid points with state, progress, loss and scores.
@@ -179,6 +181,12 @@ pub struct BenchForwardArgs {
     /// libtorch intra-op threads (0 = libtorch's default).
     #[arg(long, default_value_t = 0)]
     pub threads: i32,
+}
+
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    /// The sweep TOML.
+    pub sweep: PathBuf,
 }
 
 #[derive(Debug, Args)]

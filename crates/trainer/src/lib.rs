@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod loss;
 pub mod optim;
+pub mod prepare;
 pub mod train;
 
 pub use config::TrialConfig;

@@ -11,6 +11,7 @@ mod import;
 mod info;
 mod init_model;
 mod preflight;
+mod prepare;
 mod report;
 mod run;
 mod schema;
@@ -36,6 +37,7 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::InitModel(a) => init_model::run(&a),
         Command::DemoData(a) => demo_data::run(&a),
         Command::Run(a) => run::run(&a),
+        Command::Prepare(a) => prepare::run(&a),
         Command::EvalSweep(a) => eval_sweep::run(&a),
         Command::Status(a) => status::run(&a),
         Command::Export(a) => export::run(&a),

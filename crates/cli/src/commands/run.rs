@@ -73,8 +73,20 @@ pub fn run(a: &RunArgs) -> Result<()> {
         );
         return Ok(());
     }
+    let program = trial_program()?;
+    // Tokenise once here, before fan-out, when the trials are this
+    // binary's `train` (another program may not read smolsweep's cache;
+    // its trials still tokenise once between them, under the cache lock).
+    let this = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.canonicalize().ok());
+    if this.is_some() && program.canonicalize().ok() == this {
+        for line in super::prepare::prepare_sweep(&spec, 130)? {
+            tracing::info!("data ready: {line}");
+        }
+    }
     let opts = SweepOptions {
-        program: trial_program()?,
+        program,
         gpu_fallback: Some(gpu_fallback()),
         progress: !a.no_progress,
         task_files: Some(task_files()),

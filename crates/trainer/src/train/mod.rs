@@ -17,7 +17,7 @@ mod divergence;
 mod dump;
 mod export;
 mod progress;
-mod setup;
+pub(crate) mod setup;
 mod step;
 
 use std::path::PathBuf;

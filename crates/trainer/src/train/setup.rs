@@ -40,7 +40,7 @@ pub(super) struct Trainer<'a> {
 }
 
 /// The chat template the data is rendered with.
-pub(super) struct Template {
+pub(crate) struct Template {
     pub chat: ChatTemplate,
     /// Its Jinja source: part of the tokenisation cache key, and written
     /// into the exported tokenizer config.
@@ -133,7 +133,7 @@ fn device_and_kind(cfg: &TrialConfig) -> Result<(Device, Kind)> {
     Ok((device, kind))
 }
 
-fn template_for(cfg: &TrialConfig, tok: &TextTokenizer) -> Result<Template> {
+pub(crate) fn template_for(cfg: &TrialConfig, tok: &TextTokenizer) -> Result<Template> {
     let (chat, source, is_models_own) = match cfg.chat_template {
         config::ChatTemplate::Model => (
             tok.model_chat_template()?,
@@ -158,7 +158,7 @@ fn template_for(cfg: &TrialConfig, tok: &TextTokenizer) -> Result<Template> {
     })
 }
 
-fn load_data(
+pub(crate) fn load_data(
     cfg: &TrialConfig,
     tok: &TextTokenizer,
     template: &Template,
