@@ -442,10 +442,11 @@ fn describe(t: &Trial, outcome: &TrialOutcome, state: TrialState) -> String {
     let label = label_of(t);
     match outcome {
         TrialOutcome::Completed { .. } => format!("trial {} ({label}) completed", t.id),
-        TrialOutcome::Diverged { step, .. } => format!(
-            "trial {} ({label}) diverged at step {}",
+        TrialOutcome::Diverged { step, rule, .. } => format!(
+            "trial {} ({label}) diverged at step {}{}",
             t.id,
-            step.map(|s| s.to_string()).unwrap_or_else(|| "?".into())
+            step.map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
+            rule.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
         ),
         TrialOutcome::Failed { reason, .. } if state == TrialState::Pending => format!(
             "trial {} ({label}) failed (attempt {}), will retry: {reason}",
