@@ -35,11 +35,22 @@ fn prepare_tokenises_once_and_the_trials_map_it() {
 
     let o = s.command(&["prepare", toml]).output().expect("prepare");
     assert!(stdout(&o).contains("already tokenised"), "{}", stdout(&o));
+    // status says so before any trial exists.
+    let o = s.command(&["status", toml]).output().expect("status");
+    let first = stdout(&o);
+    let first = first.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("data: ") && first.ends_with("(max_seq_len 64): ready, 40 samples"),
+        "{first}\n{}",
+        stderr(&o)
+    );
 
     let o = s.run();
     assert!(o.status.success(), "run: {}", stderr(&o));
     let after = caches(&s);
     assert_eq!(after, built, "the trials built another cache");
+    let status = s.status_json();
+    assert_eq!(status["data"][0]["state"], "ready", "{status}");
     let meta = std::fs::metadata(&after[0]).expect("meta");
     assert_eq!(
         (meta.ino(), meta.mtime(), meta.mtime_nsec()),

@@ -12,6 +12,7 @@ mod info;
 mod init_model;
 mod preflight;
 mod prepare;
+mod prepared;
 mod report;
 mod run;
 mod schema;

@@ -13,6 +13,7 @@ use smolsweep_orchestrator::SweepSpec;
 use smolsweep_trainer::data::Origin;
 use smolsweep_trainer::{TrainError, TrialConfig};
 
+use super::prepared::{self, Entry};
 use crate::args::PrepareArgs;
 
 pub fn run(a: &PrepareArgs) -> Result<()> {
@@ -74,8 +75,18 @@ pub(crate) fn prepare_sweep(spec: &SweepSpec, stopped_status: u8) -> Result<Vec<
             .collect::<Vec<_>>()
             .join(", ");
         tracing::info!(data = %what, max_seq_len = cfg.max_seq_len, "preparing the training data");
+        let entry = |state: &str, samples: Option<usize>, detail: Option<String>| Entry {
+            data: what.clone(),
+            max_seq_len: cfg.max_seq_len,
+            state: state.to_owned(),
+            samples,
+            detail,
+            updated: prepared::now(),
+        };
+        prepared::update(spec, entry("tokenising", None, None));
         match smolsweep_trainer::prepare::prepare(&cfg, &stop) {
             Ok(p) => {
+                prepared::update(spec, entry("ready", Some(p.samples), None));
                 let how = match p.origin {
                     Some(Origin::Cache) => "already tokenised",
                     Some(Origin::Waited) => "tokenised by another process",
@@ -90,12 +101,15 @@ pub(crate) fn prepare_sweep(spec: &SweepSpec, stopped_status: u8) -> Result<Vec<
                 ));
             }
             Err(TrainError::Stopped) => {
+                prepared::update(spec, entry("stopped", None, None));
                 eprintln!("stopped while preparing the data of {what}; no partial cache is left");
                 result = Err(super::ExitStatus(stopped_status).into());
                 break;
             }
             Err(e) => {
-                result = Err(anyhow::Error::from(e).context(format!("preparing {what}")));
+                let e = anyhow::Error::from(e);
+                prepared::update(spec, entry("failed", None, Some(format!("{e:#}"))));
+                result = Err(e.context(format!("preparing {what}")));
                 break;
             }
         }
