@@ -121,12 +121,10 @@ pub fn is_hub_reference(base: &Path, s: &str) -> bool {
 
 /// What a reference resolves to: the roots to read, best first (one for
 /// a model; a dataset's `refs/main` snapshot may be followed by its
-/// Parquet conversion), and the repository folder when it came from the
-/// hub cache.
+/// Parquet conversion).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Located {
     pub roots: Vec<PathBuf>,
-    pub repo: Option<PathBuf>,
 }
 
 impl Located {
@@ -156,13 +154,9 @@ pub fn locate(reference: &Path, ty: RepoType) -> Result<Located, HubError> {
         .map(|root| root.join(id.folder(ty)))
         .collect();
     match searched.iter().find(|repo| repo.is_dir()) {
-        Some(repo) => {
-            let roots = snapshot::select(repo, id.revision.as_deref(), ty)?;
-            Ok(Located {
-                roots,
-                repo: Some(repo.clone()),
-            })
-        }
+        Some(repo) => Ok(Located {
+            roots: snapshot::select(repo, id.revision.as_deref(), ty)?,
+        }),
         None => Err(HubError::NotFound {
             reference: text.into_owned(),
             searched,
@@ -172,10 +166,8 @@ pub fn locate(reference: &Path, ty: RepoType) -> Result<Located, HubError> {
 
 fn locate_path(path: &Path, ty: RepoType) -> Result<Located, HubError> {
     if path.join("snapshots").is_dir() {
-        let roots = snapshot::select(path, None, ty)?;
         return Ok(Located {
-            roots,
-            repo: Some(path.to_path_buf()),
+            roots: snapshot::select(path, None, ty)?,
         });
     }
     let in_snapshots = path
@@ -187,7 +179,6 @@ fn locate_path(path: &Path, ty: RepoType) -> Result<Located, HubError> {
     }
     Ok(Located {
         roots: vec![path.to_path_buf()],
-        repo: None,
     })
 }
 
