@@ -28,4 +28,5 @@ mod orchestrator_spec;
 mod orchestrator_sweep;
 mod prepare;
 mod readme_keys;
+mod stop_rule;
 mod trainer_e2e;

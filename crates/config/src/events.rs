@@ -22,6 +22,11 @@ pub enum TrainEvent {
         tokens: u64,
         tokens_per_s: f64,
         elapsed_s: f64,
+        /// Optimizer steps the run plans in all: with `step`, the fraction
+        /// of its training a stop rule compares trials at (0 in lines
+        /// written before it was recorded).
+        #[serde(default)]
+        total_steps: u64,
     },
     /// A checkpoint was written (periodic, or on a stop request).
     Checkpoint { step: u64, path: PathBuf },
@@ -47,7 +52,26 @@ pub enum TrainEvent {
         export: PathBuf,
         elapsed_s: f64,
     },
+    /// Stopped at a step boundary because a stop request (the file
+    /// [`STOP_REQUEST_FILE`] in the output directory, written by the
+    /// sweep's stop rule) asked it to: checkpointed, and the model as it
+    /// stands exported to be evaluated (exit code 0).
+    StoppedEarly {
+        step: u64,
+        #[serde(with = "nan_as_null")]
+        loss: f64,
+        export: PathBuf,
+        elapsed_s: f64,
+        /// Why, as the request said ("median: ...").
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        message: String,
+    },
 }
+
+/// The file in a trainer's output directory that asks it to stop early:
+/// checked at every step boundary; its JSON `message` is copied into the
+/// `stopped_early` event.
+pub const STOP_REQUEST_FILE: &str = "stop_early.json";
 
 /// Which rule declared a run diverged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -106,6 +130,7 @@ impl TrainEvent {
             TrainEvent::Checkpoint { .. } => "checkpoint",
             TrainEvent::Diverged { .. } => "diverged",
             TrainEvent::Done { .. } => "done",
+            TrainEvent::StoppedEarly { .. } => "stopped_early",
         }
     }
 

@@ -26,7 +26,7 @@ pub use benchmarks::Task;
 pub use enums::{ChatTemplate, DType, DeviceSpec, InitKind, LossReduction, MicroBatch, Schedule};
 pub use error::ConfigError;
 pub use eval::EvalConfig;
-pub use events::{DivergenceRule, TrainEvent};
+pub use events::{DivergenceRule, TrainEvent, STOP_REQUEST_FILE};
 pub use exit::ExitCode;
 pub use results::{EvalResults, Metric, TaskResult};
 pub use state::TrialState;

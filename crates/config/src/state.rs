@@ -1,7 +1,9 @@
-//! Trial states: pending -> running -> completed | failed | diverged.
-//! Completed and diverged are results and never rerun; failed is retried
-//! up to `resources.max_retries`. The database stores the lowercase word
-//! (its CHECK constraint lists the same five; a test holds them equal).
+//! Trial states: pending -> running -> completed | failed | diverged |
+//! stopped_early. Completed, diverged and stopped_early are results and
+//! never rerun (a stopped_early trial is resumed to the end only when the
+//! sweep's `stop_rule` is turned off); failed is retried up to
+//! `resources.max_retries`. The database stores the word (its CHECK
+//! constraint lists the same six; a test holds them equal).
 
 use crate::enums::word_enum;
 
@@ -13,17 +15,28 @@ word_enum! {
         Completed = "completed",
         Failed = "failed",
         Diverged = "diverged",
+        /// Stopped by the sweep's stop rule; its last checkpoint is scored.
+        StoppedEarly = "stopped_early",
     }
 }
 
 impl TrialState {
-    /// Completed, diverged or failed: nothing more will happen to it (a
-    /// failed trial is reopened only by a later `run` with retries left).
+    /// Completed, diverged, stopped early or failed: nothing more will
+    /// happen to it (a failed trial is reopened only by a later `run` with
+    /// retries left, a stopped one only when the stop rule is turned off).
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            TrialState::Completed | TrialState::Diverged | TrialState::Failed
+            TrialState::Completed
+                | TrialState::Diverged
+                | TrialState::Failed
+                | TrialState::StoppedEarly
         )
+    }
+
+    /// Completed or stopped early: the trial has an export and scores.
+    pub fn is_scored(self) -> bool {
+        matches!(self, TrialState::Completed | TrialState::StoppedEarly)
     }
 }
 

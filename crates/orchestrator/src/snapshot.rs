@@ -193,6 +193,13 @@ pub fn render_table(s: &Snapshot) -> String {
         row.push(t.attempt.to_string());
         let progress = match (t.state, t.step) {
             (TrialState::Completed, _) => "done".to_string(),
+            (TrialState::StoppedEarly, _) => {
+                let step = t.stopped_step.or(t.step).unwrap_or(0);
+                match s.max_steps {
+                    Some(m) => format!("stopped at {step}/{m}"),
+                    None => format!("stopped at step {step}"),
+                }
+            }
             (TrialState::Diverged, _) => {
                 let step = t.diverged_step.or(t.step).unwrap_or(0);
                 match &t.diverged_rule {
@@ -238,10 +245,14 @@ pub fn render_table(s: &Snapshot) -> String {
     let mut out = String::new();
     let counts = |st: &str| s.rows.iter().filter(|r| r.shown_state == st).count();
     out.push_str(&format!(
-        "sweep {}: {} trials, {} completed, {} diverged, {} failed, {} running, {} pending{}\n",
+        "sweep {}: {} trials, {} completed, {}{} diverged, {} failed, {} running, {} pending{}\n",
         s.name,
         s.rows.len(),
         counts("completed"),
+        match counts("stopped_early") {
+            0 => String::new(),
+            n => format!("{n} stopped early, "),
+        },
         counts("diverged"),
         counts("failed"),
         counts("running"),
@@ -310,6 +321,8 @@ pub fn render_json(s: &Snapshot) -> Json {
                 "diverged_rule": t.diverged_rule,
                 "diverged_message": t.diverged_message,
                 "last_finite_loss": t.last_finite_loss,
+                "stopped_step": t.stopped_step,
+                "stopped_message": t.stopped_message,
                 "scores": scores,
             })
         })
@@ -353,6 +366,7 @@ pub fn render_csv(spec: &SweepSpec, s: &Snapshot) -> String {
             "diverged_step",
             "diverged_rule",
             "last_finite_loss",
+            "stopped_step",
             "exit_status",
             "error",
             "dir",
@@ -391,6 +405,7 @@ pub fn render_csv(spec: &SweepSpec, s: &Snapshot) -> String {
         row.push(opt(t.diverged_step.map(|x| x.to_string())));
         row.push(opt(t.diverged_rule.clone()));
         row.push(opt(t.last_finite_loss.map(|x| x.to_string())));
+        row.push(opt(t.stopped_step.map(|x| x.to_string())));
         row.push(opt(t.exit_status.map(|x| x.to_string())));
         row.push(opt(t.error.clone()));
         row.push(t.dir.clone());

@@ -79,6 +79,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         ("epochs".to_string(), "2".to_string()),
                     ]),
                     divergence: None,
+                    stopped_at: None,
                 });
             }
         }

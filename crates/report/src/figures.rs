@@ -443,6 +443,9 @@ fn draw_grid_markers(root: &Area, geom: &Geometry, d: &MetricData) -> PlotResult
                 if p.diverged + p.failed > 0 {
                     label.push('†');
                 }
+                if p.stopped_early > 0 {
+                    label.push('*');
+                }
                 boxed_label(
                     root,
                     &label,
@@ -581,15 +584,18 @@ fn draw_legend(
             )
         })?;
     }
+    let mut notes = Vec::new();
     if d.points
         .iter()
         .any(|p| p.status == PointStatus::Scored && p.diverged + p.failed > 0)
     {
-        root.draw(&Text::new(
-            "† some seeds diverged/failed".to_string(),
-            (x, y),
-            style.clone(),
-        ))?;
+        notes.push("† some seeds diverged/failed");
+    }
+    if d.points.iter().any(|p| p.stopped_early > 0) {
+        notes.push("* stopped early by the stop rule, scored there");
+    }
+    if !notes.is_empty() {
+        root.draw(&Text::new(notes.join("   "), (x, y), style.clone()))?;
     }
     Ok(())
 }

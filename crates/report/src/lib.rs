@@ -71,6 +71,11 @@ pub struct TrialResult {
     /// state in the results table and as the CSV's `divergence` column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub divergence: Option<String>,
+    /// For a trial the sweep's stop rule stopped, the step it stopped at
+    /// (its scores are of the model there): the results table says so and
+    /// its point's label is marked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<i64>,
 }
 
 impl TrialResult {
@@ -79,6 +84,10 @@ impl TrialResult {
     fn state_text(&self) -> String {
         match (&self.state, &self.divergence) {
             (TrialState::Diverged, Some(d)) => format!("diverged: {d}"),
+            (TrialState::StoppedEarly, _) => match self.stopped_at {
+                Some(step) => format!("stopped early at step {step}"),
+                None => "stopped early".to_string(),
+            },
             (s, _) => s.as_str().to_string(),
         }
     }
@@ -135,6 +144,8 @@ pub struct Progress {
     pub expected: usize,
     pub recorded: usize,
     pub completed: usize,
+    /// Stopped by the sweep's stop rule, scored where they stopped.
+    pub stopped_early: usize,
     pub diverged: usize,
     pub failed: usize,
     pub pending: usize,
@@ -151,6 +162,7 @@ impl Progress {
             recorded: input.trials.len(),
             completed: count(TrialState::Completed),
             diverged: count(TrialState::Diverged),
+            stopped_early: count(TrialState::StoppedEarly),
             failed: count(TrialState::Failed),
             pending: count(TrialState::Pending),
             running: count(TrialState::Running),
@@ -159,7 +171,7 @@ impl Progress {
     }
 
     pub fn finished(&self) -> usize {
-        self.completed + self.diverged + self.failed
+        self.completed + self.stopped_early + self.diverged + self.failed
     }
 
     /// Whether every expected trial has finished.
@@ -168,8 +180,12 @@ impl Progress {
     }
 
     pub fn sentence(&self) -> String {
+        let stopped = match self.stopped_early {
+            0 => String::new(),
+            n => format!("{n} stopped early by the stop rule, "),
+        };
         let done = format!(
-            "{} completed, {} diverged, {} failed",
+            "{} completed, {stopped}{} diverged, {} failed",
             self.completed, self.diverged, self.failed
         );
         if self.is_complete() {
@@ -629,7 +645,7 @@ fn report_blocks(
             let without: usize = input
                 .trials
                 .iter()
-                .filter(|t| t.state == TrialState::Completed && !t.scores.contains_key(&m.metric))
+                .filter(|t| t.state.is_scored() && !t.scores.contains_key(&m.metric))
                 .count();
             if without > 0 {
                 extra.push(format!(

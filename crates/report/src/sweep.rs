@@ -82,7 +82,7 @@ pub struct Point {
     pub lr: f64,
     pub batch_size: u32,
     pub status: PointStatus,
-    /// Scores of the completed trials (one per seed).
+    /// Scores of the completed (or stopped early) trials, one per seed.
     pub scores: Vec<f64>,
     pub mean: Option<f64>,
     /// Sample standard deviation over seeds (two or more scores).
@@ -90,6 +90,8 @@ pub struct Point {
     /// Trials at this point that diverged or failed, whatever the others did.
     pub diverged: usize,
     pub failed: usize,
+    /// Scored trials here that the stop rule stopped early.
+    pub stopped_early: usize,
 }
 
 impl Point {
@@ -113,10 +115,21 @@ pub fn points_for_metric(axes: &Axes, trials: &[TrialResult], metric: &str) -> V
                 continue;
             }
             // Diverged or failed trials are left out even if a score was
-            // recorded for them: their numbers describe a broken run.
+            // recorded for them: their numbers describe a broken run. A
+            // trial the stop rule stopped counts, scored where it stopped
+            // (and marked on the plot).
+            let scored: Vec<&&TrialResult> = here
+                .iter()
+                .filter(|t| t.state.is_scored())
+                .filter(|t| t.scores.get(metric).is_some_and(|v| v.is_finite()))
+                .collect();
+            let stopped_early = scored
+                .iter()
+                .filter(|t| t.state == TrialState::StoppedEarly)
+                .count();
             let scores: Vec<f64> = here
                 .iter()
-                .filter(|t| t.state == TrialState::Completed)
+                .filter(|t| t.state.is_scored())
                 .filter_map(|t| t.scores.get(metric).copied())
                 .filter(|v| v.is_finite())
                 .collect();
@@ -152,6 +165,7 @@ pub fn points_for_metric(axes: &Axes, trials: &[TrialResult], metric: &str) -> V
                 sd,
                 diverged,
                 failed,
+                stopped_early,
             });
         }
     }
@@ -241,6 +255,7 @@ mod tests {
             scores,
             extra: BTreeMap::new(),
             divergence: None,
+            stopped_at: None,
         }
     }
 

@@ -72,6 +72,7 @@ fn trial(lr: f64, bs: u32, seed: i64, state: TrialState, scores: &[(&str, f64)])
         scores: scores.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         extra: BTreeMap::from([("epochs".to_string(), "2".to_string())]),
         divergence: None,
+        stopped_at: None,
     }
 }
 

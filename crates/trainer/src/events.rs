@@ -59,6 +59,24 @@ pub fn diverged(
     }
 }
 
+/// A stop request ended the run at `step`; the model as it stands was
+/// exported to `export`.
+pub fn stopped_early(
+    step: u64,
+    loss: f64,
+    export: &Path,
+    elapsed_s: f64,
+    message: &str,
+) -> TrainEvent {
+    TrainEvent::StoppedEarly {
+        step,
+        loss,
+        export: export.to_path_buf(),
+        elapsed_s,
+        message: message.to_string(),
+    }
+}
+
 /// Training finished and the model was exported to `export`.
 pub fn done(step: u64, loss: f64, export: &Path, elapsed_s: f64) -> TrainEvent {
     TrainEvent::Done {
@@ -87,10 +105,15 @@ mod tests {
                 grad_norm: 0.75,
                 tokens: 640,
                 tokens_per_s: 100.0,
-                elapsed_s: 6.5
+                elapsed_s: 6.5,
+                total_steps: 8,
             }
             .to_line(),
-            r#"{"event":"step","step":2,"epoch":0.5,"loss":1.25,"lr":0.001,"grad_norm":0.75,"tokens":640,"tokens_per_s":100.0,"elapsed_s":6.5}"#
+            r#"{"event":"step","step":2,"epoch":0.5,"loss":1.25,"lr":0.001,"grad_norm":0.75,"tokens":640,"tokens_per_s":100.0,"elapsed_s":6.5,"total_steps":8}"#
+        );
+        assert_eq!(
+            stopped_early(4, 2.5, Path::new("/o/final"), 9.0, "median: worse").to_line(),
+            r#"{"event":"stopped_early","step":4,"loss":2.5,"export":"/o/final","elapsed_s":9.0,"message":"median: worse"}"#
         );
         assert_eq!(
             checkpoint(2, p).to_line(),

@@ -91,6 +91,9 @@ pub fn run(a: &ReportArgs) -> Result<()> {
             scores,
             extra,
             divergence: divergence_of(&row.trial),
+            stopped_at: (row.trial.state == TrialState::StoppedEarly)
+                .then_some(row.trial.stopped_step)
+                .flatten(),
         });
     }
     let out = a.out.clone().unwrap_or_else(|| match &a.results {

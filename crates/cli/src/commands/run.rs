@@ -98,9 +98,13 @@ pub fn run(a: &RunArgs) -> Result<()> {
     let summary = rt.block_on(smolsweep_orchestrator::run(spec, opts))?;
     drop(rt);
     let line = format!(
-        "{} trials: {} completed, {} diverged, {} failed, {} left{}",
+        "{} trials: {} completed, {}{} diverged, {} failed, {} left{}",
         summary.total,
         summary.completed,
+        match summary.stopped_early {
+            0 => String::new(),
+            n => format!("{n} stopped early, "),
+        },
         summary.diverged,
         summary.failed,
         summary.pending,

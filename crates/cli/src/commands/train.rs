@@ -41,6 +41,9 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         Outcome::Done { step, loss, export } => {
             tracing::info!(step, loss, export = %export.display(), "done");
         }
+        Outcome::StoppedEarly { step, export, .. } => {
+            tracing::info!(step, export = %export.display(), "stopped early and exported");
+        }
         Outcome::Diverged {
             step,
             rule,

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use indicatif::ProgressBar;
 use serde_json::Value as Json;
-use smolsweep_config::TrialState;
+use smolsweep_config::sweep::StopRule;
+use smolsweep_config::{TrialState, STOP_REQUEST_FILE};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -61,6 +62,8 @@ pub struct RunSummary {
     pub added: usize,
     pub completed: usize,
     pub diverged: usize,
+    /// Stopped by the sweep's stop rule (and scored where they stopped).
+    pub stopped_early: usize,
     pub failed: usize,
     pub pending: usize,
     /// Evaluations of completed trials on tasks added to `[eval]`.
@@ -101,6 +104,15 @@ pub async fn run(spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunE
             reopened,
             "failed trials get another attempt (max_retries was raised)"
         );
+    }
+    if spec.resources.stop_rule == StopRule::None {
+        let reopened = reopen_stopped_early(&spec, &store).await?;
+        if reopened > 0 {
+            tracing::info!(
+                reopened,
+                "trials the stop rule stopped train on to the end (stop_rule is \"none\" now)"
+            );
+        }
     }
     if eval_grew {
         let reopened = store.reopen_failed_evals().await?;
@@ -276,6 +288,7 @@ pub async fn run(spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunE
         added,
         completed: count(TrialState::Completed),
         diverged: count(TrialState::Diverged),
+        stopped_early: count(TrialState::StoppedEarly),
         failed: count(TrialState::Failed),
         pending: count(TrialState::Pending) + count(TrialState::Running),
         evaluated: grown.evaluated,
@@ -373,6 +386,44 @@ pub async fn eval_sweep(
     })
 }
 
+/// Reopens the trials a stop rule stopped (see
+/// [`Store::reopen_stopped_early`]), after moving each one's stop request
+/// and results files into `stopped_early/` in its directory: the trainer
+/// then resumes past the request, and the evaluation of the final model
+/// is not mistaken for one already done. Moving is idempotent, so a crash
+/// between the moves and the record repeats them harmlessly.
+async fn reopen_stopped_early(spec: &SweepSpec, store: &Store) -> Result<usize, RunError> {
+    let stopped: Vec<Trial> = store
+        .trials()
+        .await?
+        .into_iter()
+        .filter(|t| t.state == TrialState::StoppedEarly)
+        .collect();
+    for t in &stopped {
+        let dir = spec.output_dir.join(&t.dir);
+        let aside = dir.join("stopped_early");
+        let mut moves = vec![dir.join("out").join(STOP_REQUEST_FILE)];
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            moves.extend(
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with("results") && n.ends_with(".json"))
+                    }),
+            );
+        }
+        for from in moves.into_iter().filter(|p| p.exists()) {
+            std::fs::create_dir_all(&aside).map_err(io_err(&aside))?;
+            let to = aside.join(from.file_name().unwrap_or_default());
+            std::fs::rename(&from, &to).map_err(io_err(&from))?;
+        }
+    }
+    Ok(store.reopen_stopped_early().await?.len())
+}
+
 /// Trials a previous orchestrator left running: an orphan still holds the
 /// trial lock (returned, to adopt), or nothing does (back to pending).
 async fn orphans(spec: &SweepSpec, store: &Store) -> Result<Vec<Trial>, RunError> {
@@ -442,6 +493,15 @@ fn describe(t: &Trial, outcome: &TrialOutcome, state: TrialState) -> String {
     let label = label_of(t);
     match outcome {
         TrialOutcome::Completed { .. } => format!("trial {} ({label}) completed", t.id),
+        TrialOutcome::StoppedEarly { step, message, .. } => format!(
+            "trial {} ({label}) stopped early at step {} and scored there{}",
+            t.id,
+            step.map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
+            message
+                .as_ref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ),
         TrialOutcome::Diverged { step, rule, .. } => format!(
             "trial {} ({label}) diverged at step {}{}",
             t.id,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use indicatif::ProgressBar;
 use serde_json::Value as Json;
 use smolsweep_config::sweep::task_name;
-use smolsweep_config::{EvalConfig, ExitCode};
+use smolsweep_config::{EvalConfig, ExitCode, STOP_REQUEST_FILE};
 use tokio::task::JoinSet;
 
 use super::child::{append, log_reason, run_child, Child, Exit};
@@ -90,11 +90,16 @@ pub(super) fn eval_command(
 
 /// The export a trial's event file names, as a path.
 fn export_of(dir: &Path) -> Option<PathBuf> {
-    match train_state(&dir.join("train.events.jsonl")) {
-        TrainState::Done { export } if export.is_absolute() => Some(export),
-        TrainState::Done { export } => Some(dir.join("out").join(export)),
-        _ => None,
-    }
+    let request = dir.join("out").join(STOP_REQUEST_FILE);
+    let export = match train_state(&dir.join("train.events.jsonl"), &request) {
+        TrainState::Done { export } | TrainState::StoppedEarly { export, .. } => export,
+        _ => return None,
+    };
+    Some(if export.is_absolute() {
+        export
+    } else {
+        dir.join("out").join(export)
+    })
 }
 
 /// A results file when complete and holding every task of `tasks`.

@@ -27,11 +27,13 @@
 //! - `extra`: evaluations of completed trials outside their lifecycle
 //!   (tasks added to `[eval]`, `eval-sweep`'s results sets);
 //! - `child`: one child process: spawn, process group, signals, exit;
-//! - `tail`: the trial's event file: new lines, training state.
+//! - `tail`: the trial's event file: new lines, training state;
+//! - `stop_rule`: the median stopping rule, watching a trial's events.
 
 mod child;
 mod coordinator;
 mod extra;
+mod stop_rule;
 mod tail;
 mod trial;
 

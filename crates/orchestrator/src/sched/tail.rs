@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use indicatif::ProgressBar;
 use serde_json::Value as Json;
 
+use super::stop_rule::StopWatch;
 use super::{io_err, RunError};
 use smolsweep_config::{DivergenceRule, TrainEvent};
 
@@ -22,6 +23,12 @@ pub(super) enum TrainState {
     Done {
         export: PathBuf,
     },
+    /// A stop request ended training; `export` is the model at `step`.
+    StoppedEarly {
+        export: PathBuf,
+        step: i64,
+        message: String,
+    },
     Diverged {
         step: Option<i64>,
         last_finite_loss: Option<f64>,
@@ -30,9 +37,11 @@ pub(super) enum TrainState {
     },
 }
 
-/// The last `done` or `diverged` event in the file decides; a missing or
-/// unreadable file is training not done.
-pub(super) fn train_state(events: &Path) -> TrainState {
+/// The last `done`, `stopped_early` or `diverged` event in the file
+/// decides; a missing or unreadable file is training not done. A
+/// `stopped_early` counts only while its request file (`request`) is
+/// there: a trial reopened to train to the end has it removed.
+pub(super) fn train_state(events: &Path, request: &Path) -> TrainState {
     let mut text = String::new();
     if File::open(events)
         .and_then(|mut f| f.read_to_string(&mut text))
@@ -44,6 +53,22 @@ pub(super) fn train_state(events: &Path) -> TrainState {
     for event in text.lines().filter_map(TrainEvent::parse) {
         match event {
             TrainEvent::Done { export, .. } => state = TrainState::Done { export },
+            TrainEvent::StoppedEarly {
+                export,
+                step,
+                message,
+                ..
+            } => {
+                state = if request.exists() {
+                    TrainState::StoppedEarly {
+                        export,
+                        step: step as i64,
+                        message,
+                    }
+                } else {
+                    TrainState::Incomplete
+                }
+            }
             TrainEvent::Diverged {
                 step,
                 last_finite_loss,
@@ -69,6 +94,8 @@ pub(super) struct EventTail<'a> {
     path: PathBuf,
     offset: u64,
     bar: &'a ProgressBar,
+    /// The sweep's stop rule, when it has one, looking at each read.
+    stop: Option<StopWatch>,
 }
 
 impl<'a> EventTail<'a> {
@@ -79,7 +106,13 @@ impl<'a> EventTail<'a> {
             path,
             offset,
             bar,
+            stop: None,
         }
+    }
+
+    /// Lets the sweep's stop rule look at every step read from now on.
+    pub(super) fn watch(&mut self, stop: Option<StopWatch>) {
+        self.stop = stop;
     }
 
     pub(super) fn path(&self) -> &Path {
@@ -126,6 +159,9 @@ impl<'a> EventTail<'a> {
             .record_events(self.trial_id, &lines, new_offset)
             .await?;
         self.offset = new_offset;
+        if let Some(stop) = self.stop.as_mut() {
+            stop.observe(store, self.trial_id, &lines).await?;
+        }
         Ok(())
     }
 

@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
 use serde_json::Value as Json;
-use smolsweep_config::ExitCode;
+use smolsweep_config::{ExitCode, STOP_REQUEST_FILE};
 
 use super::child::{append, log_reason, run_child, stop_signal, Child, Exit};
 use super::extra::eval_command;
+use super::stop_rule::StopWatch;
 use super::tail::{train_state, EventTail, TrainState};
 use super::{io_err, Ctx, RunError, TAIL_EVERY};
 use crate::gpu::Slot;
@@ -66,6 +67,11 @@ pub(super) async fn run_trial(
         trial.events_offset as u64,
         bar,
     );
+    events.watch(StopWatch::new(
+        &ctx.spec.resources,
+        dir.join("out").join(STOP_REQUEST_FILE),
+        trial.step.unwrap_or(0).max(0) as u64,
+    ));
     let lock_path = dir.join("lock");
     if adopted {
         bar.set_message("adopted: waiting for the previous orchestrator's process");
@@ -101,6 +107,23 @@ pub(super) async fn run_trial(
     };
     match stage.train(&config_path, &mut events).await? {
         Trained::Export(export) => stage.eval(&export).await,
+        Trained::StoppedEarly {
+            export,
+            step,
+            message,
+        } => Ok(match stage.eval(&export).await? {
+            // Scored where it stopped: a result like a completed trial's.
+            TrialOutcome::Completed {
+                results_json,
+                scores,
+            } => TrialOutcome::StoppedEarly {
+                step: Some(step),
+                message: Some(message),
+                results_json,
+                scores,
+            },
+            other => other,
+        }),
         Trained::Ended(outcome) => Ok(outcome),
     }
 }
@@ -134,9 +157,15 @@ async fn take_lock(
     }
 }
 
-/// How the train stage ended: an export to evaluate, or the trial's outcome.
+/// How the train stage ended: an export to evaluate (of the whole plan, or
+/// of a run a stop request ended), or the trial's outcome.
 enum Trained {
     Export(PathBuf),
+    StoppedEarly {
+        export: PathBuf,
+        step: i64,
+        message: String,
+    },
     Ended(TrialOutcome),
 }
 
@@ -182,11 +211,12 @@ impl Stage<'_> {
         events: &mut EventTail<'_>,
     ) -> Result<Trained, RunError> {
         let mut trained_here = false;
+        let request = self.dir.join("out").join(STOP_REQUEST_FILE);
         loop {
             if self.ctx.shutdown_level() > 0 {
                 return Ok(Trained::Ended(interrupted("sweep stopping")));
             }
-            match train_state(events.path()) {
+            match train_state(events.path(), &request) {
                 TrainState::Diverged {
                     step,
                     last_finite_loss,
@@ -201,6 +231,17 @@ impl Stage<'_> {
                     }))
                 }
                 TrainState::Done { export } => return Ok(Trained::Export(export)),
+                TrainState::StoppedEarly {
+                    export,
+                    step,
+                    message,
+                } => {
+                    return Ok(Trained::StoppedEarly {
+                        export,
+                        step,
+                        message,
+                    })
+                }
                 TrainState::Incomplete if trained_here => {
                     return Ok(Trained::Ended(TrialOutcome::Failed {
                         stage: "train".into(),
@@ -233,7 +274,7 @@ impl Stage<'_> {
             let stopping = self.ctx.shutdown_level() > 0;
             let outcome = match (exit.contract(), exit) {
                 (Some(ExitCode::Done), _) => continue,
-                (Some(ExitCode::Diverged), _) => match train_state(events.path()) {
+                (Some(ExitCode::Diverged), _) => match train_state(events.path(), &request) {
                     TrainState::Diverged {
                         step,
                         last_finite_loss,

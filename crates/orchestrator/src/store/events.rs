@@ -65,6 +65,7 @@ impl Store {
                     tokens,
                     tokens_per_s,
                     elapsed_s,
+                    ..
                 }) => {
                     w.execute(
                         sqlx::query(
@@ -106,6 +107,24 @@ impl Store {
                                     .bind(export.display().to_string())
                                     .bind(*step as i64)
                                     .bind(loss.is_finite().then_some(*loss))
+                                    .bind(id),
+                            )
+                            .await?;
+                        }
+                        Some(TrainEvent::StoppedEarly {
+                            step,
+                            loss,
+                            export,
+                            message,
+                            ..
+                        }) => {
+                            w.execute(
+                                sqlx::query("UPDATE trials SET export_dir = ?, step = ?, last_loss = COALESCE(?, last_loss), stopped_step = ?, stopped_message = ? WHERE id = ?")
+                                    .bind(export.display().to_string())
+                                    .bind(*step as i64)
+                                    .bind(loss.is_finite().then_some(*loss))
+                                    .bind(*step as i64)
+                                    .bind((!message.is_empty()).then_some(message.as_str()))
                                     .bind(id),
                             )
                             .await?;

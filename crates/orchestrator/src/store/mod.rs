@@ -11,11 +11,13 @@
 //!   orchestrator's liveness;
 //! - `trials`: the trial rows and their state machine (claim, finish, ...);
 //! - `events`: the event log and the trainer's recorded events;
+//! - `curves`: recorded loss curves, for the sweep's stop rule;
 //! - `results`: eval scores, flattened from `results.json`;
 //! - `sets`: results sets, the data behind each task's scores, and the
 //!   rule for a grown `[eval]`;
 //! - `tx`: the one write transaction every change goes through.
 
+mod curves;
 mod events;
 mod record;
 mod results;
@@ -27,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use sqlx::SqlitePool;
 
+pub use curves::Curve;
 pub use events::{EventLine, EventRow};
 pub use record::SweepRow;
 pub use results::{flatten_results, RecordedScore, Score};

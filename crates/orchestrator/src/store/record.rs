@@ -36,14 +36,46 @@ impl Store {
             })?;
         }
         let store = Self::connect(db, false).await?;
-        MIGRATOR
-            .run(&store.pool)
-            .await
-            .map_err(|source| StoreError::Migrate {
-                db: db.to_path_buf(),
-                source,
-            })?;
+        store.migrate().await?;
         Ok(store)
+    }
+
+    /// Applies the pending migrations with foreign keys off, as SQLite
+    /// requires for rebuilding a table others refer to (a pragma that
+    /// cannot change inside the migration's transaction), then checks
+    /// every foreign key and turns them back on.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let sql = |source| StoreError::Sql {
+            db: self.db.clone(),
+            source,
+        };
+        let mut conn = self.pool.acquire().await.map_err(sql)?;
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&mut *conn)
+            .await
+            .map_err(sql)?;
+        let applied = MIGRATOR.run(&mut *conn).await;
+        let broken: Result<Vec<(String, i64)>, _> =
+            sqlx::query_as("SELECT \"table\", rowid FROM pragma_foreign_key_check")
+                .fetch_all(&mut *conn)
+                .await;
+        sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&mut *conn)
+            .await
+            .map_err(sql)?;
+        applied.map_err(|source| StoreError::Migrate {
+            db: self.db.clone(),
+            source,
+        })?;
+        match broken.map_err(sql)?.first() {
+            None => Ok(()),
+            Some((table, row)) => Err(StoreError::Sql {
+                db: self.db.clone(),
+                source: sqlx::Error::Protocol(format!(
+                    "after migrating, row {row} of table {table} refers to a row that does not exist"
+                )),
+            }),
+        }
     }
 
     /// Opens an existing database for reading (status, export).

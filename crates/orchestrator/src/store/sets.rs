@@ -444,8 +444,8 @@ impl Store {
         self.unscored_in(DEFAULT_SET, tasks).await
     }
 
-    /// Completed trials and the entries of `tasks` each has no scores for
-    /// in `set`.
+    /// Scored trials (completed, or stopped early at a checkpoint) and the
+    /// entries of `tasks` each has no scores for in `set`.
     pub async fn unscored_in(
         &self,
         set: &str,
@@ -454,7 +454,7 @@ impl Store {
         let scored = self.scored_tasks(set).await?;
         let mut out = Vec::new();
         for t in self.trials().await? {
-            if t.state != smolsweep_config::TrialState::Completed {
+            if !t.state.is_scored() {
                 continue;
             }
             let missing: Vec<String> = tasks

@@ -168,10 +168,10 @@ fn interrupted_and_recovered_trials_go_back_to_pending() {
 }
 
 /// The enum's states are the database's: the CHECK constraint of the
-/// applied migration lists exactly the same words.
+/// migration that last rebuilt `trials` lists exactly the same words.
 #[test]
 fn trial_states_match_the_check_constraint() {
-    let sql = include_str!("../../../../migrations/0001_sweep_record.sql");
+    let sql = include_str!("../../../../migrations/0004_stopped_early.sql");
     let at = sql.find("CHECK (state IN (").expect("the state CHECK");
     let list = &sql[at + "CHECK (state IN (".len()..];
     let list = &list[..list.find(')').expect("closing parenthesis")];
@@ -289,6 +289,120 @@ fn older_records_name_their_diverged_trials_non_finite() {
             .map(|t| t.diverged_rule)
             .collect();
         assert_eq!(rules, [Some("non_finite".to_string()), None]);
+        store.close().await;
+    });
+}
+
+/// A record made before `stopped_early` existed (migrations 0001-0003,
+/// with trials that steps, attempts, scores and events refer to): read
+/// read-only as it is, then rebuilt by the next open with every row and
+/// reference intact, and the new state accepted.
+#[test]
+fn a_record_from_before_stopped_early_migrates_whole() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let old = d.path().join("migrations");
+    std::fs::create_dir_all(&old).expect("mkdir");
+    for m in [
+        "0001_sweep_record.sql",
+        "0002_divergence.sql",
+        "0003_eval_grow.sql",
+    ] {
+        let from = format!("{}/../../migrations/{m}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::copy(from, old.join(m)).expect("copy migration");
+    }
+    let db = d.path().join("sweep.db");
+    block_on(async {
+        let pool = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&db)
+                .create_if_missing(true)
+                .foreign_keys(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal),
+        )
+        .await
+        .expect("connect");
+        sqlx::migrate::Migrator::new(old.as_path())
+            .await
+            .expect("old migrations")
+            .run(&pool)
+            .await
+            .expect("apply 0001-0003");
+        sqlx::raw_sql(
+            "INSERT INTO sweeps (id, name, spec_json, spec_toml, created_at, updated_at) \
+             VALUES (1, 's', '{}', '', 0, 0); \
+             INSERT INTO trials (id, sweep_id, point_key, dir, state, step, diverged_rule) VALUES \
+               (1, 1, '{\"lr\":1}', 'a', 'completed', 40, NULL), \
+               (2, 1, '{\"lr\":2}', 'b', 'diverged', 7, 'zero_grad'); \
+             INSERT INTO steps (trial_id, step, loss, recorded_at) VALUES (1, 1, 2.5, 0), (1, 2, 2.0, 0); \
+             INSERT INTO attempts (trial_id, attempt, ended_at, outcome) VALUES (2, 1, 0, 'diverged'); \
+             INSERT INTO eval_results (trial_id, task, metric, value) VALUES (1, 'arc_easy', 'acc', 0.5); \
+             INSERT INTO events (trial_id, at, kind) VALUES (1, 0, 'spawned');",
+        )
+        .execute(&pool)
+        .await
+        .expect("rows of an old record");
+        pool.close().await;
+
+        let read = Store::open_read_only(&db).await.expect("read-only");
+        let before = read.trials().await.expect("trials of an unmigrated record");
+        assert_eq!(before.len(), 2);
+        assert_eq!(before[1].diverged_rule.as_deref(), Some("zero_grad"));
+        assert_eq!(before[1].stopped_step, None);
+        read.close().await;
+
+        let store = Store::open(&db).await.expect("migrate");
+        let after = store.trials().await.expect("trials");
+        assert_eq!(
+            after
+                .iter()
+                .map(|t| (t.id, t.state, t.step, t.diverged_rule.clone()))
+                .collect::<Vec<_>>(),
+            vec![
+                (1, TrialState::Completed, Some(40), None),
+                (
+                    2,
+                    TrialState::Diverged,
+                    Some(7),
+                    Some("zero_grad".to_string())
+                ),
+            ]
+        );
+        assert_eq!(
+            store.curve(1).await.expect("curve").points,
+            [(1, 2.5), (2, 2.0)]
+        );
+        assert_eq!(store.scores().await.expect("scores").len(), 1);
+        assert_eq!(kinds(&store).await, ["spawned"]);
+        // The children still point at the rebuilt table, and it takes the
+        // new state.
+        let fk: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pragma_foreign_key_check")
+            .fetch_one(&store.pool)
+            .await
+            .expect("foreign_key_check");
+        assert_eq!(fk, 0);
+        let on: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&store.pool)
+            .await
+            .expect("pragma");
+        assert_eq!(on, 1, "foreign keys are on again after migrating");
+        sqlx::query("UPDATE trials SET state = 'stopped_early', stopped_step = 3 WHERE id = 1")
+            .execute(&store.pool)
+            .await
+            .expect("the new state");
+        assert!(
+            sqlx::query("INSERT INTO steps (trial_id, step, recorded_at) VALUES (99, 1, 0)")
+                .execute(&store.pool)
+                .await
+                .is_err(),
+            "a step of no trial is refused: the reference to trials holds"
+        );
+        let stopped = store.reopen_stopped_early().await.expect("reopen");
+        assert_eq!(stopped.len(), 1);
+        assert_eq!(
+            store.trial(1).await.expect("trial").state,
+            TrialState::Pending
+        );
+        assert!(store.scores().await.expect("scores").is_empty());
         store.close().await;
     });
 }

@@ -1,8 +1,9 @@
 //! The trial rows and their state machine (docs/architecture.md, "Trial
 //! lifecycle and states"):
 //! pending -> running (claim, a compare-and-swap) -> completed | diverged |
-//! failed (finish, with an `attempts` row saying why), or back to pending
-//! (a retry, an interruption, a lost process).
+//! stopped_early | failed (finish, with an `attempts` row saying why), or
+//! back to pending (a retry, an interruption, a lost process, a stop rule
+//! turned off).
 
 use serde_json::Value as Json;
 use smolsweep_config::{DivergenceRule, TrialState};
@@ -40,15 +41,43 @@ pub struct Trial {
     /// `zero_grad`), and what it saw.
     pub diverged_rule: Option<String>,
     pub diverged_message: Option<String>,
+    /// Stopped by the sweep's stop rule: the step, and what the rule saw.
+    pub stopped_step: Option<i64>,
+    pub stopped_message: Option<String>,
     pub events_offset: i64,
     pub results_json: Option<String>,
 }
 
-const TRIAL_COLUMNS: &str =
-    "id, point_key, dir, state, stage, attempt, slot, cuda_visible_devices, \
-     pid, heartbeat_at, claimed_at, started_at, ended_at, exit_status, error, step, epoch, \
-     last_loss, tokens, export_dir, diverged_step, last_finite_loss, diverged_rule, diverged_message, \
-     events_offset, results_json";
+const TRIAL_COLUMNS: &[&str] = &[
+    "id",
+    "point_key",
+    "dir",
+    "state",
+    "stage",
+    "attempt",
+    "slot",
+    "cuda_visible_devices",
+    "pid",
+    "heartbeat_at",
+    "claimed_at",
+    "started_at",
+    "ended_at",
+    "exit_status",
+    "error",
+    "step",
+    "epoch",
+    "last_loss",
+    "tokens",
+    "export_dir",
+    "diverged_step",
+    "last_finite_loss",
+    "diverged_rule",
+    "diverged_message",
+    "stopped_step",
+    "stopped_message",
+    "events_offset",
+    "results_json",
+];
 
 /// How a trial's run ended, as the scheduler saw it.
 #[derive(Debug, Clone)]
@@ -65,6 +94,14 @@ pub enum TrialOutcome {
         rule: Option<DivergenceRule>,
         message: Option<String>,
     },
+    /// Stopped by the sweep's stop rule at `step` and evaluated there (its
+    /// scores, when the sweep has `[eval]`): a result, never retried.
+    StoppedEarly {
+        step: Option<i64>,
+        message: Option<String>,
+        results_json: Option<String>,
+        scores: Vec<Score>,
+    },
     /// An error; retried while attempts remain.
     Failed {
         stage: String,
@@ -80,15 +117,39 @@ pub enum TrialOutcome {
 type AttemptRecord = (&'static str, Option<i64>, Option<String>);
 
 impl Store {
+    /// The select list of a `Trial`. A record that no run of this version
+    /// has migrated yet (`status` opens it read-only, perhaps while an
+    /// older orchestrator drives it) lacks the newer columns: they read as
+    /// NULL.
+    async fn trial_columns(&self) -> Result<String, StoreError> {
+        let have: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info('trials')")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(TRIAL_COLUMNS
+            .iter()
+            .map(|c| {
+                if have.iter().any(|h| h == c) {
+                    c.to_string()
+                } else {
+                    format!("NULL AS {c}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", "))
+    }
+
     pub async fn trials(&self) -> Result<Vec<Trial>, StoreError> {
-        sqlx::query_as::<_, Trial>(&format!("SELECT {TRIAL_COLUMNS} FROM trials ORDER BY id"))
+        let columns = self.trial_columns().await?;
+        sqlx::query_as::<_, Trial>(&format!("SELECT {columns} FROM trials ORDER BY id"))
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.err(e))
     }
 
     pub async fn trial(&self, id: i64) -> Result<Trial, StoreError> {
-        sqlx::query_as::<_, Trial>(&format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE id = ?"))
+        let columns = self.trial_columns().await?;
+        sqlx::query_as::<_, Trial>(&format!("SELECT {columns} FROM trials WHERE id = ?"))
             .bind(id)
             .fetch_one(&self.pool)
             .await
@@ -105,6 +166,53 @@ impl Store {
         .await
         .map_err(|e| self.err(e))?;
         Ok(r.rows_affected())
+    }
+
+    /// Trials the stop rule stopped, when the sweep runs without one now:
+    /// back to pending, to train on from the checkpoint they stopped at.
+    /// Their scores (of the model where it stopped) are taken out of every
+    /// results set and kept whole in the event log (`reopened`); the files
+    /// they came from are set aside by the caller first.
+    pub async fn reopen_stopped_early(&self) -> Result<Vec<Trial>, StoreError> {
+        let stopped: Vec<Trial> = self
+            .trials()
+            .await?
+            .into_iter()
+            .filter(|t| t.state == TrialState::StoppedEarly)
+            .collect();
+        if stopped.is_empty() {
+            return Ok(stopped);
+        }
+        let mut w = self.write().await?;
+        for t in &stopped {
+            for table in ["eval_results", "eval_tasks"] {
+                w.execute(
+                    sqlx::query(&format!("DELETE FROM {table} WHERE trial_id = ?")).bind(t.id),
+                )
+                .await?;
+            }
+            w.execute(
+                sqlx::query(
+                    "UPDATE trials SET state = 'pending', pid = NULL, slot = NULL, results_json = NULL, \
+                     stopped_step = NULL, stopped_message = NULL WHERE id = ? AND state = 'stopped_early'",
+                )
+                .bind(t.id),
+            )
+            .await?;
+            w.log_event(
+                Some(t.id),
+                "reopened",
+                &serde_json::json!({
+                    "reason": "the sweep runs without a stop rule now: training on to the end",
+                    "stopped_step": t.stopped_step,
+                    "stopped_message": t.stopped_message,
+                    "results_json": t.results_json,
+                }),
+            )
+            .await?;
+        }
+        w.commit().await?;
+        Ok(stopped)
     }
 
     /// A trial left `running` by a previous orchestrator whose process is
@@ -225,6 +333,10 @@ impl Store {
             TrialOutcome::Completed {
                 results_json: Some(j),
                 ..
+            }
+            | TrialOutcome::StoppedEarly {
+                results_json: Some(j),
+                ..
             } => serde_json::from_str(j)
                 .map(|doc| task_data_of(&doc, "results.json"))
                 .unwrap_or_default(),
@@ -254,6 +366,33 @@ impl Store {
                 .await?;
                 insert_scores(&mut w, id, scores, &task_data).await?;
                 (TrialState::Completed, Some(("completed", Some(0), None)))
+            }
+            TrialOutcome::StoppedEarly {
+                step,
+                message,
+                results_json,
+                scores,
+            } => {
+                let message = message.as_deref().filter(|m| !m.is_empty());
+                w.execute(
+                    sqlx::query(
+                        "UPDATE trials SET state = 'stopped_early', pid = NULL, ended_at = ?, exit_status = 0, error = NULL, \
+                         stopped_step = COALESCE(?, stopped_step), stopped_message = COALESCE(?, stopped_message), \
+                         results_json = ? WHERE id = ?",
+                    )
+                    .bind(t)
+                    .bind(step)
+                    .bind(message)
+                    .bind(results_json)
+                    .bind(id),
+                )
+                .await?;
+                insert_scores(&mut w, id, scores, &task_data).await?;
+                let reason = message.map(str::to_string);
+                (
+                    TrialState::StoppedEarly,
+                    Some(("stopped_early", Some(0), reason)),
+                )
             }
             TrialOutcome::Diverged {
                 step,

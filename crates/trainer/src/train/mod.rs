@@ -6,7 +6,10 @@
 //!
 //! Stopping is cooperative: a SIGTERM/SIGINT sets a flag that is honoured
 //! at the next step boundary by writing a checkpoint and returning
-//! [`Outcome::Stopped`].
+//! [`Outcome::Stopped`]. A stop request file in the output directory
+//! ([`STOP_REQUEST_FILE`], written by a sweep's stop rule) is looked for at
+//! the same boundaries; it ends the run as it stands, checkpointed and
+//! exported ([`Outcome::StoppedEarly`]), to be evaluated.
 //!
 //! The pieces: [`setup`] (everything before the first step), [`progress`]
 //! (resume and checkpoints), [`step`] (one optimizer step), [`export`] (the
@@ -33,7 +36,7 @@ use divergence::{Rules, Verdict, Watch};
 use dump::BatchDump;
 use progress::Progress;
 use setup::Trainer;
-use smolsweep_config::{DivergenceRule, ExitCode};
+use smolsweep_config::{DivergenceRule, ExitCode, STOP_REQUEST_FILE};
 use step::{Accumulated, NonFinite, OrderCache, Update};
 
 /// How a run ended.
@@ -50,6 +53,14 @@ pub enum Outcome {
         rule: DivergenceRule,
         message: String,
     },
+    /// Ended by a stop request at a step boundary: checkpointed, and the
+    /// model as it stands exported.
+    StoppedEarly {
+        step: u64,
+        loss: f64,
+        export: PathBuf,
+        message: String,
+    },
     /// Stopped by a signal: at a step boundary after writing
     /// `checkpoint`, or before the first step (while the data was loaded:
     /// step 0, no checkpoint).
@@ -64,7 +75,7 @@ impl Outcome {
     /// "The process contract").
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Outcome::Done { .. } => ExitCode::Done,
+            Outcome::Done { .. } | Outcome::StoppedEarly { .. } => ExitCode::Done,
             Outcome::Diverged { .. } => ExitCode::Diverged,
             Outcome::Stopped { .. } => ExitCode::Stopped,
         }
@@ -178,9 +189,15 @@ impl<'a> Run<'a> {
     /// Steps to the end of the plan, then checkpoints and exports; returns
     /// early when stopped or diverged.
     fn train(mut self, stop: &AtomicBool, events: &mut dyn EventSink) -> Result<Outcome> {
+        let request = self.t.cfg.output_dir.join(STOP_REQUEST_FILE);
         while self.at.step < self.t.plan.total {
             if stop.load(Ordering::SeqCst) {
                 return self.stopped(events);
+            }
+            // One stat per step: negligible beside a step, and a request
+            // survives whoever wrote it (an orchestrator may die after).
+            if let Some(message) = stop_request(&request) {
+                return self.finish(events, Some(message));
             }
             let acc = self
                 .t
@@ -202,7 +219,7 @@ impl<'a> Run<'a> {
                 events.emit(events::checkpoint(self.at.step, &path));
             }
         }
-        self.finish(events)
+        self.finish(events, None)
     }
 
     /// The step event and the progress bar, after a step.
@@ -221,6 +238,7 @@ impl<'a> Run<'a> {
             tokens: at.tokens_seen,
             tokens_per_s: tps,
             elapsed_s: at.elapsed_before + el,
+            total_steps: self.t.plan.total,
         });
         self.bar.set_position(at.step);
         self.bar.set_message(format!("loss {:.4}", acc.loss));
@@ -270,18 +288,52 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn finish(self, events: &mut dyn EventSink) -> Result<Outcome> {
+    /// The end of the plan (`early`: None), or of a stop request: a final
+    /// checkpoint and the export. After a stop request the checkpoint is
+    /// what lets the trial be trained on to the end later.
+    fn finish(self, events: &mut dyn EventSink, early: Option<String>) -> Result<Outcome> {
         self.bar.finish_and_clear();
         // Final checkpoint too, so a kill during export resumes to "done".
-        self.checkpoint()?;
+        let path = self.checkpoint()?;
+        if early.is_some() {
+            events.emit(events::checkpoint(self.at.step, &path));
+        }
         let t = &self.t;
         let export = t.cfg.output_dir.join("final");
         export::export_model(&t.model, &t.model_dir, &export, &t.template)?;
         let (step, loss) = (self.at.step, self.at.last_loss.unwrap_or(f64::NAN));
         let elapsed_s = self.started.elapsed().as_secs_f64();
-        events.emit(events::done(step, loss, &export, elapsed_s));
-        Ok(Outcome::Done { step, loss, export })
+        Ok(match early {
+            None => {
+                events.emit(events::done(step, loss, &export, elapsed_s));
+                Outcome::Done { step, loss, export }
+            }
+            Some(message) => {
+                tracing::info!(step, "stopped early: {message}");
+                events.emit(events::stopped_early(
+                    step, loss, &export, elapsed_s, &message,
+                ));
+                Outcome::StoppedEarly {
+                    step,
+                    loss,
+                    export,
+                    message,
+                }
+            }
+        })
     }
+}
+
+/// The message of a stop request, if there is one at `path`. A request
+/// that is not JSON with a `message` still stops the run (a user may
+/// `touch` the file); it is then described by its path.
+fn stop_request(path: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let message = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("message")?.as_str().map(str::to_string))
+        .filter(|m| !m.is_empty());
+    Some(message.unwrap_or_else(|| format!("stop requested by {}", path.display())))
 }
 
 fn progress_bar(show: bool, total: u64, position: u64) -> indicatif::ProgressBar {
