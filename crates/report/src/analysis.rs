@@ -305,6 +305,7 @@ mod tests {
             sd: None,
             diverged: 0,
             failed: 0,
+            stopped_early: 0,
         }
     }
 
