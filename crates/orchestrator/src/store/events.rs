@@ -65,6 +65,7 @@ impl Store {
                     tokens,
                     tokens_per_s,
                     elapsed_s,
+                    ..
                 }) => {
                     w.execute(
                         sqlx::query(

@@ -221,6 +221,7 @@ impl<'a> Run<'a> {
             tokens: at.tokens_seen,
             tokens_per_s: tps,
             elapsed_s: at.elapsed_before + el,
+            preference: acc.preference,
         });
         self.bar.set_position(at.step);
         self.bar.set_message(format!("loss {:.4}", acc.loss));

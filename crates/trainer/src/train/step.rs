@@ -23,6 +23,8 @@ pub(super) struct Accumulated {
     pub loss: f64,
     /// Real (non-pad) tokens seen.
     pub tokens: u64,
+    /// A DPO step's rewards and log-probs.
+    pub preference: Option<smolsweep_config::PreferenceMetrics>,
 }
 
 /// An applied update.
@@ -52,6 +54,7 @@ impl Trainer<'_> {
             epoch,
             loss: 0.0,
             tokens: 0,
+            preference: None,
         };
         for mb in &mbatches {
             if let Some(d) = dump.as_mut() {
