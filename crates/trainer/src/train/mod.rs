@@ -1,4 +1,4 @@
-//! One SFT job, start to finish: load the model and the (cached) data,
+//! One SFT (or DPO: [`crate::dpo`] runs its step) job, start to finish: load the model and the (cached) data,
 //! then for each optimizer step run its micro-batches forward and
 //! backward (gradient accumulation), check for a non-finite loss, clip,
 //! update, report, watch for a collapse ([`divergence`]), checkpoint; at
@@ -32,7 +32,7 @@ use crate::events::{self, EventSink, TrainEvent};
 use divergence::{Rules, Verdict, Watch};
 use dump::BatchDump;
 use progress::Progress;
-use setup::Trainer;
+use setup::{Trainer, Work};
 use smolsweep_config::{DivergenceRule, ExitCode};
 use step::{Accumulated, NonFinite, OrderCache, Update};
 
@@ -159,7 +159,14 @@ impl<'a> Run<'a> {
             loss: t.cfg.divergence_loss,
             zero_grad: t.cfg.divergence_zero_grad,
             warmup: t.plan.warmup,
-            ln_vocab: (t.model.config.vocab_size as f64).ln(),
+            ln_vocab: match t.work {
+                Work::Sft(_) => (t.model.config.vocab_size as f64).ln(),
+                Work::Dpo(_) => std::f64::consts::LN_2,
+            },
+            chance_name: match t.work {
+                Work::Sft(_) => "ln(vocab)",
+                Work::Dpo(_) => "ln 2",
+            },
         });
         tracing::info!("{}", watch.describe());
         Ok(Run {
