@@ -199,7 +199,7 @@ pub(crate) fn template_for(cfg: &TrialConfig, tok: &TextTokenizer) -> Result<Tem
     })
 }
 
-fn data_spec<'a>(
+pub(crate) fn data_spec<'a>(
     cfg: &'a TrialConfig,
     tok: &'a TextTokenizer,
     template: &'a Template,
