@@ -69,12 +69,14 @@ fn messages(turns: &[Turn]) -> Vec<Message> {
         .collect()
 }
 
+/// One side's ids, label mask, and whether it was truncated.
+type EncodedSide = (Vec<u32>, Vec<u8>, bool);
 /// One row as a tokenised pair, or `None` when a side has no label.
-type EncodedPair = Option<((Vec<u32>, Vec<u8>, bool), (Vec<u32>, Vec<u8>, bool))>;
+type EncodedPair = Option<(EncodedSide, EncodedSide)>;
 
 fn encode_row(enc: &Encoder<'_>, rec: &Record) -> Result<EncodedPair> {
     let pair = parse_pair(rec)?;
-    let side = |turns: &[Turn]| -> Result<Option<(Vec<u32>, Vec<u8>, bool)>> {
+    let side = |turns: &[Turn]| -> Result<Option<EncodedSide>> {
         let e = enc.encode(&messages(turns)).map_err(|e| match e {
             TrainError::Model(m) => TrainError::Data {
                 location: rec.location(),
