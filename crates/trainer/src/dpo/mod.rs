@@ -175,7 +175,9 @@ impl DpoWork {
 
     /// Forward and backward over the pairs `samples` of one optimizer
     /// step, `micro` pairs per micro-batch, leaving the step's gradient in
-    /// the policy's parameters.
+    /// the policy's parameters. `on_micro` sees each micro-batch's pairs
+    /// and its chosen and rejected sides (separate forwards only): the
+    /// `--dump-batches` hook.
     pub(crate) fn step(
         &self,
         model: &Llama,
@@ -183,6 +185,7 @@ impl DpoWork {
         micro: usize,
         max_len: usize,
         pad: u32,
+        on_micro: &mut dyn FnMut(&[usize], &MicroBatch, &MicroBatch) -> Result<()>,
     ) -> Result<DpoStep> {
         let device = model.device();
         let chunks: Vec<&[usize]> = samples.chunks(micro.max(1)).collect();
@@ -200,13 +203,14 @@ impl DpoWork {
             // (forward, the rows of chosen, the rows of rejected)
             let passes: Vec<(logps::Forwarded, usize, usize)> = match self.settings.forward {
                 Forward::Separate => {
-                    let mut v = Vec::with_capacity(2);
-                    for s in [Side::Chosen, Side::Rejected] {
-                        let mb = micro_batch(&self.data, s, idx, max_len, pad, device);
-                        out.tokens += mb.tokens as u64;
-                        v.push((logps::forward(model, &mb)?, 0, 0));
-                    }
-                    v
+                    let c = micro_batch(&self.data, Side::Chosen, idx, max_len, pad, device);
+                    let r = micro_batch(&self.data, Side::Rejected, idx, max_len, pad, device);
+                    on_micro(idx, &c, &r)?;
+                    out.tokens += (c.tokens + r.tokens) as u64;
+                    vec![
+                        (logps::forward(model, &c)?, 0, 0),
+                        (logps::forward(model, &r)?, 0, 0),
+                    ]
                 }
                 Forward::Concatenated => {
                     let n = self.data.len();

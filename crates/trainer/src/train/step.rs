@@ -50,7 +50,7 @@ impl Trainer<'_> {
     ) -> Result<Accumulated> {
         let data = match &self.work {
             Work::Sft(d) => d,
-            Work::Dpo(w) => return self.dpo_step(w, step, order),
+            Work::Dpo(w) => return self.dpo_step(w, step, order, dump),
         };
         let (epoch, mbatches) = self.micro_batches(data, step, order);
         let step_labels: i64 = mbatches.iter().map(|m| m.label_tokens).sum();
@@ -80,15 +80,21 @@ impl Trainer<'_> {
         w: &crate::dpo::DpoWork,
         step: u64,
         order: &mut OrderCache,
+        dump: &mut Option<BatchDump>,
     ) -> Result<Accumulated> {
         let (p, cfg) = (&self.plan, self.cfg);
         let (epoch, pairs) = step_samples(p.samples, p.batch_size, cfg.seed, step, order);
+        let mut on_micro = |idx: &[usize], c: &MicroBatch, r: &MicroBatch| match dump.as_mut() {
+            Some(d) => d.write_pairs(step, idx, c, r),
+            None => Ok(()),
+        };
         let s = w.step(
             &self.model,
             &pairs,
             self.micro_batch_size,
             cfg.max_seq_len,
             self.pad,
+            &mut on_micro,
         )?;
         Ok(Accumulated {
             epoch,
