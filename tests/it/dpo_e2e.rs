@@ -223,7 +223,11 @@ fn concatenated_and_separate_forwards_give_the_same_steps() {
 
 #[test]
 fn dpo_resumes_after_sigkill_with_identical_losses_and_weights() {
-    let over = [("checkpoint_every_steps", "3"), ("keep_checkpoints", "3")];
+    let over = [
+        ("max_steps", "6"),
+        ("checkpoint_every_steps", "2"),
+        ("keep_checkpoints", "3"),
+    ];
     let straight = tempfile::tempdir().expect("tmp");
     let cfg = trial(straight.path(), None, &over);
     let (code, full, err) = train(&cfg, false);
@@ -235,7 +239,7 @@ fn dpo_resumes_after_sigkill_with_identical_losses_and_weights() {
     let stdout = child.stdout.take().expect("stdout");
     for line in BufReader::new(stdout).lines() {
         let ev: Value = serde_json::from_str(&line.expect("line")).expect("event");
-        if ev["event"] == "checkpoint" && ev["step"] == 6 {
+        if ev["event"] == "checkpoint" && ev["step"] == 4 {
             child.kill().expect("SIGKILL");
             break;
         }
@@ -244,7 +248,7 @@ fn dpo_resumes_after_sigkill_with_identical_losses_and_weights() {
     let (code, rest, err) = train(&cfg2, true);
     assert_eq!(code, 0, "{err}");
     let resumed = steps(&rest);
-    assert_eq!(resumed[0]["step"], 7, "resumed after step 6");
+    assert_eq!(resumed[0]["step"], 5, "resumed after step 4");
     let all = steps(&full);
     for e in resumed {
         let want = all[e["step"].as_u64().expect("step") as usize - 1];
@@ -293,4 +297,37 @@ fn bad_preference_data_names_the_file_and_row() {
         err.contains("beta") && err.contains("stage \"dpo\""),
         "{err}"
     );
+}
+
+#[test]
+fn trials_started_together_compute_the_reference_once() {
+    let data_dir = tempfile::tempdir().expect("tmp");
+    let pairs = data_dir.path().join("pairs.jsonl");
+    write_pairs(&pairs, 48);
+    let cache = format!("{:?}", data_dir.path().join("cache").display().to_string());
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().expect("tmp")).collect();
+    let children: Vec<Child> = dirs
+        .iter()
+        .map(|d| {
+            let cfg = trial(
+                d.path(),
+                Some(&pairs),
+                &[("cache_dir", &cache), ("max_steps", "2")],
+            );
+            spawn(&cfg, false)
+        })
+        .collect();
+    let errs: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().expect("wait");
+            let err = String::from_utf8_lossy(&o.stderr).into_owned();
+            assert!(o.status.success(), "{err}");
+            err
+        })
+        .collect();
+    let count = |what: &str| errs.iter().filter(|e| e.contains(what)).count();
+    assert_eq!(count("reference log-probs computed"), 1, "{errs:?}");
+    assert_eq!(count("reference log-probs from cache"), 1, "{errs:?}");
+    assert_eq!(count("tokenised preference pairs"), 1, "{errs:?}");
 }

@@ -8,7 +8,8 @@
 //! The two sides are kept as two sample sets indexed alike (pair `i` is
 //! sample `i` of each), written to the tokenisation cache in its usual
 //! format, one file per side, under a key of the data, tokenizer,
-//! template and length; every trial of a sweep then maps the same files.
+//! template and length, by one trial at a time (a lock beside them); every
+//! trial of a sweep then maps the same files.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +21,7 @@ use smolsweep_datasets::{parse_pair, Record, Turn};
 use smolsweep_model::Message;
 
 use super::encode::{Encoded, Encoder, SampleSink};
+use super::load::BuildLock;
 use super::{cache_key, label_count, CacheMap, DataSpec, DataStats, Loaded, Origin, Samples};
 use super::{save_cache, TokenizedData};
 use crate::error::{Result, TrainError};
@@ -201,17 +203,36 @@ pub fn load_or_build_pairs(spec: &DataSpec<'_>, stop: &AtomicBool) -> Result<Pre
         Err(super::cache::OpenError::Stopped) => Err(TrainError::Stopped),
         Err(super::cache::OpenError::Invalid(_)) => Ok(None),
     };
-    if let (Some(c), Some(r)) = (open(&cp)?, open(&rp)?) {
-        if c.len() == r.len() {
-            let stats = stats_of(&c, &r);
-            tracing::info!(cache = %cp.display(), pairs = c.len(), "preference pairs from cache");
-            return Ok(PreferenceData {
-                chosen: Loaded::Mapped(c, Origin::Cache),
-                rejected: Loaded::Mapped(r, Origin::Cache),
-                stats,
-                key,
-            });
+    let cached = |origin: Origin| -> Result<Option<PreferenceData>> {
+        if let (Some(c), Some(r)) = (open(&cp)?, open(&rp)?) {
+            if c.len() == r.len() {
+                let stats = stats_of(&c, &r);
+                tracing::info!(cache = %cp.display(), pairs = c.len(), "preference pairs from cache");
+                return Ok(Some(PreferenceData {
+                    chosen: Loaded::Mapped(c, origin),
+                    rejected: Loaded::Mapped(r, origin),
+                    stats,
+                    key: key.clone(),
+                }));
+            }
         }
+        Ok(None)
+    };
+    if let Some(d) = cached(Origin::Cache)? {
+        return Ok(d);
+    }
+    // Trials started together tokenise once: the first builds under the
+    // lock, the others wait for it and map what it wrote.
+    let _lock = match std::fs::create_dir_all(&spec.cache_dir)
+        .map_err(|e| TrainError::io(&spec.cache_dir, e))
+        .and_then(|()| BuildLock::acquire(&cp.with_extension("lock"), stop))
+    {
+        Ok(l) => Some(l),
+        Err(TrainError::Stopped) => return Err(TrainError::Stopped),
+        Err(_) => None,
+    };
+    if let Some(d) = cached(Origin::Waited)? {
+        return Ok(d);
     }
     let t = std::time::Instant::now();
     let records = smolsweep_datasets::read_preference_records(spec.data)?;

@@ -27,6 +27,7 @@ use tch::Device;
 
 use crate::batch::{micro_batches, MicroBatch};
 use crate::config::{DpoSettings, InitKind, TrialConfig};
+use crate::data::load::BuildLock;
 use crate::data::preference::{load_or_build_pairs, PreferenceData};
 use crate::data::{DataSpec, DataStats, Samples};
 use crate::error::{Result, TrainError};
@@ -127,6 +128,15 @@ impl DpoWork {
         let identity = reference::model_identity(&ref_dir, seed)?;
         let path = reference::cache_path(&s.spec.cache_dir, &data, &identity, kind);
         let (micro, len, pad) = (s.micro, s.cfg.max_seq_len, s.pad);
+        // One trial computes, the others of a sweep wait and read its file.
+        let lock = std::fs::create_dir_all(&s.spec.cache_dir)
+            .map_err(|e| TrainError::io(&s.spec.cache_dir, e))
+            .and_then(|()| BuildLock::acquire(&path.with_extension("lock"), stop));
+        let _lock = match lock {
+            Ok(l) => Some(l),
+            Err(TrainError::Stopped) => return Err(TrainError::Stopped),
+            Err(_) => None,
+        };
         let reference = match reference::read(&path, data.len()) {
             Some(r) => {
                 tracing::info!(cache = %path.display(), "reference log-probs from cache");
