@@ -90,6 +90,9 @@ pub(crate) struct DpoWork {
     pub settings: DpoSettings,
 }
 
+/// Sees each micro-batch's pairs and its chosen and rejected sides.
+pub(crate) type MicroHook<'a> = dyn FnMut(&[usize], &MicroBatch, &MicroBatch) -> Result<()> + 'a;
+
 /// What one optimizer step's forward and backward passes gave.
 pub(crate) struct DpoStep {
     pub loss: f64,
@@ -195,7 +198,7 @@ impl DpoWork {
         micro: usize,
         max_len: usize,
         pad: u32,
-        on_micro: &mut dyn FnMut(&[usize], &MicroBatch, &MicroBatch) -> Result<()>,
+        on_micro: &mut MicroHook<'_>,
     ) -> Result<DpoStep> {
         let device = model.device();
         let chunks: Vec<&[usize]> = samples.chunks(micro.max(1)).collect();
