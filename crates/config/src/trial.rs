@@ -103,6 +103,11 @@ const STAGE_KEYS: &[(&str, Stage)] = &[
     ("forward", Stage::Dpo),
 ];
 
+/// The stage a key belongs to, when only one stage reads it.
+pub fn stage_of(key: &str) -> Option<Stage> {
+    STAGE_KEYS.iter().find(|(k, _)| *k == key).map(|(_, s)| *s)
+}
+
 /// Defaults a stage changes (Tulu 3's DPO recipe, open-instruct's
 /// `dpo_tune_cache.py`), and the defaults of its own keys; `beta` depends
 /// on the loss and is set apart.
