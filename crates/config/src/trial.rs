@@ -103,9 +103,24 @@ const STAGE_KEYS: &[(&str, Stage)] = &[
     ("forward", Stage::Dpo),
 ];
 
+/// The keys only one stage reads.
+pub const STAGE_ONLY_KEYS: &[&str] = &[
+    "beta",
+    "dpo_loss",
+    "label_smoothing",
+    "reference_model",
+    "forward",
+];
+
 /// The stage a key belongs to, when only one stage reads it.
 pub fn stage_of(key: &str) -> Option<Stage> {
     STAGE_KEYS.iter().find(|(k, _)| *k == key).map(|(_, s)| *s)
+}
+
+#[test]
+fn stage_only_keys_are_the_stage_keys() {
+    let names: Vec<&str> = STAGE_KEYS.iter().map(|(k, _)| *k).collect();
+    assert_eq!(names, STAGE_ONLY_KEYS);
 }
 
 /// Defaults a stage changes (Tulu 3's DPO recipe, open-instruct's

@@ -87,6 +87,18 @@ pub struct RunOptions {
 pub fn fingerprint(c: &TrialConfig) -> String {
     let mut v = serde_json::to_value(c).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
+        // The stage keys are left out of an SFT trial's fingerprint, so a
+        // checkpoint written before they existed still resumes: removed
+        // first, keeping the order of the rest, so the removals below act
+        // on exactly the object they always did.
+        if o.get("stage").and_then(|s| s.as_str()) == Some("sft") {
+            o.shift_remove("stage");
+        }
+        for k in smolsweep_config::trial::STAGE_ONLY_KEYS {
+            if o.get(*k).is_some_and(|x| x.is_null()) {
+                o.shift_remove(*k);
+            }
+        }
         for k in [
             "output_dir",
             "checkpoint_every_steps",
@@ -335,5 +347,46 @@ mod tests {
         );
         assert_eq!(fingerprint(&other_rules), base);
         assert_ne!(fingerprint(&config(d.path(), "seed = 1\n")), base);
+    }
+
+    /// Regression: adding the stage keys must not change an SFT trial's
+    /// fingerprint, or every checkpoint written before would be refused.
+    #[test]
+    fn an_sft_fingerprint_is_what_it_was_before_the_stage_keys() {
+        let d = tempfile::tempdir().expect("tmp");
+        let c = config(d.path(), "grad_clip = 1.0\n");
+        let mut v = serde_json::to_value(&c).expect("json");
+        let o = v.as_object_mut().expect("object");
+        // The fields as they were (no stage keys), then the old removals.
+        for k in [
+            "stage",
+            "beta",
+            "dpo_loss",
+            "label_smoothing",
+            "reference_model",
+            "forward",
+        ] {
+            o.shift_remove(k);
+        }
+        for k in [
+            "output_dir",
+            "checkpoint_every_steps",
+            "keep_checkpoints",
+            "device",
+            "cache_dir",
+            "micro_batch_size",
+            "divergence_patience",
+            "divergence_loss",
+            "divergence_zero_grad",
+        ] {
+            o.remove(k);
+        }
+        let before = hex::encode(&Sha256::digest(v.to_string().as_bytes())[..8]);
+        assert_eq!(fingerprint(&c), before);
+        // A DPO trial's settings are part of its fingerprint.
+        let dpo = config(d.path(), "stage = \"dpo\"\n");
+        let beta = config(d.path(), "stage = \"dpo\"\nbeta = 1.0\n");
+        assert_ne!(fingerprint(&dpo), fingerprint(&beta));
+        assert_ne!(fingerprint(&dpo), fingerprint(&c));
     }
 }
