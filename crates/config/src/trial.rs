@@ -117,12 +117,6 @@ pub fn stage_of(key: &str) -> Option<Stage> {
     STAGE_KEYS.iter().find(|(k, _)| *k == key).map(|(_, s)| *s)
 }
 
-#[test]
-fn stage_only_keys_are_the_stage_keys() {
-    let names: Vec<&str> = STAGE_KEYS.iter().map(|(k, _)| *k).collect();
-    assert_eq!(names, STAGE_ONLY_KEYS);
-}
-
 /// Defaults a stage changes (Tulu 3's DPO recipe, open-instruct's
 /// `dpo_tune_cache.py`), and the defaults of its own keys; `beta` depends
 /// on the loss and is set apart.
@@ -410,6 +404,12 @@ mod tests {
         .expect("parse");
         assert_eq!((sft.stage, sft.epochs, sft.beta), (Stage::Sft, 2.0, None));
         assert_eq!(sft.dpo(), None);
+    }
+
+    #[test]
+    fn stage_only_keys_are_the_stage_keys() {
+        let names: Vec<&str> = STAGE_KEYS.iter().map(|(k, _)| *k).collect();
+        assert_eq!(names, STAGE_ONLY_KEYS);
     }
 
     #[test]
