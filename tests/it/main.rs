@@ -13,6 +13,8 @@ mod orchestrator_helpers;
 
 mod data_cache;
 mod demo_e2e;
+mod dpo_e2e;
+mod dpo_parity;
 mod error_chains;
 mod eval_bad_inputs;
 mod eval_grow;

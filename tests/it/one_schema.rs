@@ -12,14 +12,18 @@
 use std::path::Path;
 
 use crate::common::{bin, root, stderr};
-use smolsweep_config::keys::{Kind, Range};
-use smolsweep_config::trial::TRIAL_KEYS;
+use smolsweep_config::keys::{Key, Kind, Range};
+use smolsweep_config::trial::{stage_of, TRIAL_KEYS};
+use smolsweep_config::Stage;
 
 /// A valid and an invalid TOML value for a key of this kind.
 fn samples(name: &str, kind: Kind) -> (String, String) {
     // batch_size must stay >= the base trial's micro_batch_size.
     if name == "batch_size" {
         return ("8".into(), "0".into());
+    }
+    if name == "stage" {
+        return ("\"sft\"".into(), "\"nonsense\"".into());
     }
     let model = root().join("tests/fixtures/trainer/tiny-model");
     let data = root().join("tests/fixtures/trainer/sft.jsonl");
@@ -133,21 +137,33 @@ fn message_after(err: &str, label: &str) -> Option<String> {
 fn every_trial_key_is_judged_the_same_in_a_trial_file_and_a_sweep() {
     let d = tempfile::tempdir().expect("tempdir");
     let mut failures = Vec::new();
-    // Every valid value at once: one trial file, one sweep of one point.
-    let valid: Vec<(&str, String)> = TRIAL_KEYS
-        .iter()
-        .map(|k| (k.name, samples(k.name, k.kind).0))
-        .collect();
-    if let Err(e) = as_trial(d.path(), &valid) {
-        failures.push(format!("trial file refused the valid values: {e}"));
-    }
-    let axes: Vec<(&str, String)> = TRIAL_KEYS
-        .iter()
-        .filter(|k| k.kind.is_axis())
-        .map(|k| (k.name, samples(k.name, k.kind).0))
-        .collect();
-    if let Err(e) = as_axes(d.path(), &axes) {
-        failures.push(format!("sweep refused the valid axes: {e}"));
+    // Every valid value of a stage at once (its own keys and the shared
+    // ones): one trial file, one sweep of one point.
+    let pairs = root().join("tests/fixtures/trainer/dpo_pairs.jsonl");
+    for stage in [Stage::Sft, Stage::Dpo] {
+        let value = |k: &Key| match k.name {
+            "stage" => format!("\"{stage}\""),
+            "data" if stage == Stage::Dpo => format!("[{:?}]", pairs.display().to_string()),
+            _ => samples(k.name, k.kind).0,
+        };
+        let ours = |k: &&Key| stage_of(k.name).is_none_or(|s| s == stage);
+        let valid: Vec<(&str, String)> = TRIAL_KEYS
+            .iter()
+            .filter(ours)
+            .map(|k| (k.name, value(k)))
+            .collect();
+        if let Err(e) = as_trial(d.path(), &valid) {
+            failures.push(format!("{stage}: trial file refused the valid values: {e}"));
+        }
+        let axes: Vec<(&str, String)> = TRIAL_KEYS
+            .iter()
+            .filter(ours)
+            .filter(|k| k.kind.is_axis())
+            .map(|k| (k.name, value(k)))
+            .collect();
+        if let Err(e) = as_axes(d.path(), &axes) {
+            failures.push(format!("{stage}: sweep refused the valid axes: {e}"));
+        }
     }
     // Each invalid value alone, both ways.
     for key in TRIAL_KEYS {

@@ -32,7 +32,7 @@ pub enum Command {
     Bench(BenchCommand),
     /// Figure-1 contours, the LR/BS ratio analysis, report.md/html and results.csv of a sweep.
     Report(ReportArgs),
-    /// One SFT job from a trial TOML (exit 0 done, 3 diverged, 4 stopped, 1 error).
+    /// One SFT or DPO job from a trial TOML (exit 0 done, 3 diverged, 4 stopped, 1 error).
     Train(TrainArgs),
     /// A new model directory (config + byte-level tokenizer) for training from scratch.
     InitModel(InitModelArgs),

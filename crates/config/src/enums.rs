@@ -95,6 +95,38 @@ word_enum! {
 }
 
 word_enum! {
+    /// What a trial trains: the three stages of the Tulu 3 / SmolTulu recipe.
+    Stage {
+        /// Supervised fine-tuning on chat data.
+        Sft = "sft",
+        /// Direct preference optimisation on chosen/rejected pairs.
+        Dpo = "dpo",
+        /// A reward model (a scalar head) on chosen/rejected pairs.
+        Rm = "rm",
+    }
+}
+
+word_enum! {
+    /// The DPO loss, as open-instruct names it.
+    DpoLoss {
+        /// Each sequence's log-prob divided by its label count (Tulu 3, SmolTulu).
+        DpoNorm = "dpo_norm",
+        /// Summed sequence log-probs (the original DPO).
+        Dpo = "dpo",
+    }
+}
+
+word_enum! {
+    /// How the chosen and rejected sequences of a DPO micro-batch are run.
+    Forward {
+        /// Two forward passes, chosen then rejected (SmolTulu).
+        Separate = "separate",
+        /// One forward pass over both, padded to one length.
+        Concatenated = "concatenated",
+    }
+}
+
+word_enum! {
     /// Compute dtype.
     DType {
         /// f32 on the CPU, bf16 on CUDA.

@@ -27,6 +27,9 @@ pub enum TrainEvent {
         /// written before it was recorded).
         #[serde(default)]
         total_steps: u64,
+        /// A DPO step's rewards and log-probs (absent for SFT).
+        #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+        preference: Option<PreferenceMetrics>,
     },
     /// A checkpoint was written (periodic, or on a stop request).
     Checkpoint { step: u64, path: PathBuf },
@@ -72,6 +75,26 @@ pub enum TrainEvent {
 /// checked at every step boundary; its JSON `message` is copied into the
 /// `stopped_early` event.
 pub const STOP_REQUEST_FILE: &str = "stop_early.json";
+/// What a DPO step logs beside its loss, as open-instruct names it: the
+/// means over the step's pairs of the implicit rewards
+/// `beta * (policy - reference)` of chosen and rejected, of the accuracy
+/// (per pair, chosen strictly above rejected), of the margin, and of the
+/// policy's log-probs (normalised by label count under `dpo_norm`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PreferenceMetrics {
+    #[serde(rename = "rewards/chosen")]
+    pub rewards_chosen: f64,
+    #[serde(rename = "rewards/rejected")]
+    pub rewards_rejected: f64,
+    #[serde(rename = "rewards/accuracy")]
+    pub rewards_accuracy: f64,
+    #[serde(rename = "rewards/margin")]
+    pub rewards_margin: f64,
+    #[serde(rename = "logps/chosen")]
+    pub logps_chosen: f64,
+    #[serde(rename = "logps/rejected")]
+    pub logps_rejected: f64,
+}
 
 /// Which rule declared a run diverged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -217,5 +240,39 @@ mod tests {
             assert_eq!(serde_json::to_value(r).expect("json"), *name);
         }
         assert!("nan".parse::<DivergenceRule>().is_err());
+    }
+
+    /// A DPO step line carries its metrics under open-instruct's names; an
+    /// SFT line has none and reads back without them.
+    #[test]
+    fn a_dpo_step_line_carries_the_preference_metrics() {
+        let m = PreferenceMetrics {
+            rewards_chosen: 1.0,
+            rewards_rejected: -2.5,
+            rewards_accuracy: 1.0,
+            rewards_margin: 3.5,
+            logps_chosen: -1.0,
+            logps_rejected: -2.0,
+        };
+        let step = |preference| TrainEvent::Step {
+            step: 1,
+            epoch: 0.5,
+            loss: 0.5,
+            lr: 1e-6,
+            grad_norm: 1.0,
+            tokens: 10,
+            tokens_per_s: 5.0,
+            elapsed_s: 2.0,
+            preference,
+        };
+        let line = step(Some(m)).to_line();
+        assert!(
+            line.ends_with(r#""elapsed_s":2.0,"rewards/chosen":1.0,"rewards/rejected":-2.5,"rewards/accuracy":1.0,"rewards/margin":3.5,"logps/chosen":-1.0,"logps/rejected":-2.0}"#),
+            "{line}"
+        );
+        assert_eq!(TrainEvent::parse(&line), Some(step(Some(m))));
+        let sft = step(None).to_line();
+        assert!(!sft.contains("rewards"), "{sft}");
+        assert_eq!(TrainEvent::parse(&sft), Some(step(None)));
     }
 }

@@ -23,10 +23,13 @@ pub mod trial;
 pub mod value;
 
 pub use benchmarks::Task;
-pub use enums::{ChatTemplate, DType, DeviceSpec, InitKind, LossReduction, MicroBatch, Schedule};
+pub use enums::{
+    ChatTemplate, DType, DeviceSpec, DpoLoss, Forward, InitKind, LossReduction, MicroBatch,
+    Schedule, Stage,
+};
 pub use error::ConfigError;
 pub use eval::EvalConfig;
-pub use events::{DivergenceRule, TrainEvent, STOP_REQUEST_FILE};
+pub use events::{DivergenceRule, PreferenceMetrics, TrainEvent, STOP_REQUEST_FILE};
 pub use exit::ExitCode;
 pub use results::{EvalResults, Metric, TaskResult};
 pub use state::TrialState;

@@ -2,13 +2,17 @@
 //! --config` reads it and as each grid point of a sweep becomes. Defaults
 //! are the Tulu 3 SFT recipe (open-instruct): AdamW (0.9, 0.999, 1e-8), no
 //! weight decay, linear schedule with 3% warmup, 2 epochs, max length 4096,
-//! loss reduction "sum", no clipping, seed 123. Unknown keys are an error,
-//! so a typo never silently trains with a default.
+//! loss reduction "sum", no clipping, seed 123. A DPO trial (`stage =
+//! "dpo"`) starts from Tulu 3's DPO recipe instead: warmup ratio 0.1, one
+//! epoch, max length 2048, `dpo_norm` with beta 5. Unknown keys are an
+//! error, so a typo never silently trains with a default, and so is a key
+//! of another stage (a `beta` in an SFT trial would otherwise do nothing).
 
 use std::path::{Path, PathBuf};
 
 use crate::enums::{
-    ChatTemplate, DType, DeviceSpec, InitKind, LossReduction, MicroBatch, Schedule,
+    ChatTemplate, DType, DeviceSpec, DpoLoss, Forward, InitKind, LossReduction, MicroBatch,
+    Schedule, Stage,
 };
 use crate::error::ConfigError;
 use crate::keys::{check_table, fill_defaults, schema, KeyError, Kind, Range};
@@ -18,15 +22,17 @@ schema! {
     /// prints them all with their defaults.
     pub struct TrialConfig, keys TRIAL_KEYS;
 
+    /// "sft" (chat data), "dpo" or "rm" (preference pairs); a DPO trial's defaults are Tulu 3's DPO recipe.
+    stage: Stage = "\"sft\"", Kind::Choice(Stage::NAMES);
     /// HF model directory, hub cache folder (models--ORG--NAME) or snapshot, or ORG/NAME[@REV] in the local hub cache.
     model: PathBuf = required, Kind::ModelDir;
     /// "pretrained" starts from the model's weights, "random" from fresh weights seeded by `seed`.
     init: InitKind = "\"pretrained\"", Kind::Choice(InitKind::NAMES);
-    /// SFT data: Parquet/JSONL files, dataset directories, hub cache folders or ORG/NAME[@REV], with a `messages` column.
+    /// Parquet/JSONL files, dataset directories, hub cache folders or ORG/NAME[@REV]: a `messages` column (sft), or `chosen`/`rejected` message lists or `prompt` + `chosen`/`rejected` strings (dpo).
     data: Vec<PathBuf> = required, Kind::Paths;
     /// "model" (the model's own Jinja template), "tulu" or "chatml".
     chat_template: ChatTemplate = "\"model\"", Kind::Choice(ChatTemplate::NAMES);
-    /// Tokens per sample; longer conversations are truncated (start kept).
+    /// Tokens per sample; longer conversations are truncated (start kept). DPO default 2048.
     max_seq_len: usize = "4096", Kind::Int { min: 2 };
     /// Peak learning rate (after warmup).
     lr: f64 = required, Kind::Float(Range::Positive);
@@ -34,11 +40,11 @@ schema! {
     batch_size: u32 = "128", Kind::Int { min: 1 };
     /// Sequences per forward pass (gradient accumulation fills the batch), or "auto".
     micro_batch_size: MicroBatch = "\"auto\"", Kind::IntOrAuto;
-    /// Passes over the data (fractions allowed).
+    /// Passes over the data (fractions allowed). DPO default 1.
     epochs: f64 = "2.0", Kind::Float(Range::Positive);
     /// Stop after this many optimizer steps (fewer than `epochs` would take).
     max_steps: Option<u64> = unset, Kind::Int { min: 1 };
-    /// Fraction of the steps spent warming the learning rate up from 0.
+    /// Fraction of the steps spent warming the learning rate up from 0. DPO default 0.1.
     warmup_ratio: f64 = "0.03", Kind::Float(Range::UnitOpen);
     /// Learning-rate decay after warmup: "linear", "cosine" or "constant".
     schedule: Schedule = "\"linear\"", Kind::Choice(Schedule::NAMES);
@@ -76,6 +82,87 @@ schema! {
     dtype: DType = "\"auto\"", Kind::Choice(DType::NAMES);
     /// Tokenised-data cache shared by trials (default $SMOLSWEEP_CACHE or ~/.cache/smolsweep).
     cache_dir: Option<PathBuf> = unset, Kind::NewPath;
+    /// DPO: strength of the KL penalty; default 5 with "dpo_norm", 0.1 with "dpo".
+    beta: Option<f64> = unset, Kind::Float(Range::Positive);
+    /// DPO: "dpo_norm" (each sequence's log-prob divided by its label count; default) or "dpo" (summed).
+    dpo_loss: Option<DpoLoss> = unset, Kind::Choice(DpoLoss::NAMES);
+    /// DPO: conservative-DPO label smoothing (the chance a preference label is flipped); default 0.
+    label_smoothing: Option<f64> = unset, Kind::Float(Range::UnitOpen);
+    /// DPO: the reference model, as `model`; default the initial policy.
+    reference_model: Option<PathBuf> = unset, Kind::ModelDir;
+    /// DPO: "separate" forward passes for chosen and rejected (default) or one "concatenated" pass.
+    forward: Option<Forward> = unset, Kind::Choice(Forward::NAMES);
+}
+
+/// The keys only one stage reads, and that stage.
+const STAGE_KEYS: &[(&str, Stage)] = &[
+    ("beta", Stage::Dpo),
+    ("dpo_loss", Stage::Dpo),
+    ("label_smoothing", Stage::Dpo),
+    ("reference_model", Stage::Dpo),
+    ("forward", Stage::Dpo),
+];
+
+/// The keys only one stage reads.
+pub const STAGE_ONLY_KEYS: &[&str] = &[
+    "beta",
+    "dpo_loss",
+    "label_smoothing",
+    "reference_model",
+    "forward",
+];
+
+/// The stage a key belongs to, when only one stage reads it.
+pub fn stage_of(key: &str) -> Option<Stage> {
+    STAGE_KEYS.iter().find(|(k, _)| *k == key).map(|(_, s)| *s)
+}
+
+/// Defaults a stage changes (Tulu 3's DPO recipe, open-instruct's
+/// `dpo_tune_cache.py`), and the defaults of its own keys; `beta` depends
+/// on the loss and is set apart.
+const STAGE_DEFAULTS: &[(Stage, &str, &str)] = &[
+    (Stage::Dpo, "warmup_ratio", "0.1"),
+    (Stage::Dpo, "epochs", "1.0"),
+    (Stage::Dpo, "max_seq_len", "2048"),
+    (Stage::Dpo, "schedule", "\"linear\""),
+    (Stage::Dpo, "dpo_loss", "\"dpo_norm\""),
+    (Stage::Dpo, "label_smoothing", "0.0"),
+    (Stage::Dpo, "forward", "\"separate\""),
+];
+
+/// The stage of a checked table, its keys of other stages refused, and
+/// the stage's defaults filled in (before the schema's own defaults).
+fn apply_stage(t: &mut toml::Table) -> Result<Stage, KeyError> {
+    let stage = match t.get("stage").and_then(|v| v.as_str()) {
+        Some(s) => s.parse().map_err(|e: String| KeyError::new("stage", e))?,
+        None => Stage::Sft,
+    };
+    for (key, owner) in STAGE_KEYS {
+        if *owner != stage && t.contains_key(*key) {
+            return Err(KeyError::new(
+                *key,
+                format!("is a key of stage \"{owner}\", and this trial's stage is \"{stage}\""),
+            ));
+        }
+    }
+    for (s, key, literal) in STAGE_DEFAULTS {
+        if *s == stage && !t.contains_key(*key) {
+            let v: toml::Table = format!("v = {literal}")
+                .parse()
+                .map_err(|e: toml::de::Error| KeyError::new(*key, e.to_string()))?;
+            if let Some(v) = v.get("v") {
+                t.insert((*key).to_string(), v.clone());
+            }
+        }
+    }
+    if stage == Stage::Dpo && !t.contains_key("beta") {
+        let beta = match t.get("dpo_loss").and_then(|v| v.as_str()) {
+            Some("dpo") => 0.1,
+            _ => 5.0,
+        };
+        t.insert("beta".into(), toml::Value::Float(beta));
+    }
+    Ok(stage)
 }
 
 impl TrialConfig {
@@ -107,6 +194,7 @@ impl TrialConfig {
     /// for a sweep's grid point); relative paths resolve against `base`.
     pub fn from_table(table: &toml::Table, base: &Path) -> Result<Self, KeyError> {
         let mut t = check_table(TRIAL_KEYS, table, base, "trial")?;
+        apply_stage(&mut t)?;
         fill_defaults(TRIAL_KEYS, &mut t)?;
         Self::check_types(&t)?;
         let cfg: TrialConfig = toml::Value::Table(t)
@@ -129,6 +217,20 @@ impl TrialConfig {
         Ok(())
     }
 
+    /// The DPO settings, for a DPO trial (every one set by `from_table`).
+    pub fn dpo(&self) -> Option<DpoSettings> {
+        if self.stage != Stage::Dpo {
+            return None;
+        }
+        Some(DpoSettings {
+            beta: self.beta.unwrap_or(5.0),
+            loss: self.dpo_loss.unwrap_or(DpoLoss::DpoNorm),
+            label_smoothing: self.label_smoothing.unwrap_or(0.0),
+            reference_model: self.reference_model.clone(),
+            forward: self.forward.unwrap_or(Forward::Separate),
+        })
+    }
+
     /// Where tokenised data is cached: `cache_dir`, else `$SMOLSWEEP_CACHE`,
     /// else `~/.cache/smolsweep`.
     pub fn cache_dir(&self) -> PathBuf {
@@ -142,6 +244,17 @@ impl TrialConfig {
             .map(|h| PathBuf::from(h).join(".cache/smolsweep"))
             .unwrap_or_else(|| self.output_dir.join("cache"))
     }
+}
+
+/// A DPO trial's own settings, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DpoSettings {
+    pub beta: f64,
+    pub loss: DpoLoss,
+    pub label_smoothing: f64,
+    /// `None`: the initial policy.
+    pub reference_model: Option<PathBuf>,
+    pub forward: Forward,
 }
 
 #[cfg(test)]
@@ -252,5 +365,78 @@ mod tests {
             .expect_err("missing data")
             .to_string();
         assert!(e.contains("data[0]") && e.contains("nope.jsonl"), "{e}");
+    }
+
+    #[test]
+    fn a_dpo_trial_starts_from_the_tulu3_dpo_recipe() {
+        let d = tempfile::tempdir().expect("tmp");
+        let base = "model = \"m\"\ndata = [\"d.jsonl\"]\nlr = 5e-7\noutput_dir = \"out\"\nstage = \"dpo\"\n";
+        let c = TrialConfig::from_file(&write(d.path(), base)).expect("parse");
+        assert_eq!(c.stage, Stage::Dpo);
+        assert_eq!((c.warmup_ratio, c.epochs, c.max_seq_len), (0.1, 1.0, 2048));
+        assert_eq!(c.schedule, Schedule::Linear);
+        let dpo = c.dpo().expect("dpo settings");
+        assert_eq!(
+            dpo,
+            DpoSettings {
+                beta: 5.0,
+                loss: DpoLoss::DpoNorm,
+                label_smoothing: 0.0,
+                reference_model: None,
+                forward: Forward::Separate,
+            }
+        );
+        assert_eq!(c.beta, Some(5.0));
+        // Plain DPO's usual beta; explicit values win over stage defaults.
+        let c = TrialConfig::from_file(&write(
+            d.path(),
+            &format!("{base}dpo_loss = \"dpo\"\nepochs = 3\nreference_model = \"m\"\n"),
+        ))
+        .expect("parse");
+        let dpo = c.dpo().expect("dpo");
+        assert_eq!((dpo.beta, dpo.loss, c.epochs), (0.1, DpoLoss::Dpo, 3.0));
+        assert_eq!(dpo.reference_model, Some(d.path().join("m")));
+        // An SFT trial keeps the SFT recipe and has no DPO settings.
+        let sft = TrialConfig::from_file(&write(
+            d.path(),
+            "model = \"m\"\ndata = [\"d.jsonl\"]\nlr = 5e-6\noutput_dir = \"out\"\n",
+        ))
+        .expect("parse");
+        assert_eq!((sft.stage, sft.epochs, sft.beta), (Stage::Sft, 2.0, None));
+        assert_eq!(sft.dpo(), None);
+    }
+
+    #[test]
+    fn stage_only_keys_are_the_stage_keys() {
+        let names: Vec<&str> = STAGE_KEYS.iter().map(|(k, _)| *k).collect();
+        assert_eq!(names, STAGE_ONLY_KEYS);
+    }
+
+    #[test]
+    fn a_key_of_another_stage_is_an_error_naming_it() {
+        let d = tempfile::tempdir().expect("tmp");
+        let base = "model = \"m\"\ndata = [\"d.jsonl\"]\nlr = 5e-7\noutput_dir = \"out\"\n";
+        for (extra, key) in [
+            ("beta = 5.0\n", "beta"),
+            ("dpo_loss = \"dpo\"\n", "dpo_loss"),
+            (
+                "stage = \"sft\"\nlabel_smoothing = 0.1\n",
+                "label_smoothing",
+            ),
+            ("stage = \"rm\"\nforward = \"separate\"\n", "forward"),
+            ("reference_model = \"m\"\n", "reference_model"),
+            ("stage = \"ppo\"\n", "stage"),
+            ("stage = \"dpo\"\nbeta = 0.0\n", "beta"),
+            ("stage = \"dpo\"\nforward = \"both\"\n", "forward"),
+        ] {
+            let e = TrialConfig::from_file(&write(d.path(), &format!("{base}{extra}")))
+                .expect_err(extra);
+            assert_eq!(e.key(), Some(key), "{extra}: {e}");
+            assert!(e.to_string().contains("trial.toml"), "{extra}: {e}");
+        }
+        let e = TrialConfig::from_file(&write(d.path(), &format!("{base}beta = 5.0\n")))
+            .expect_err("beta in sft")
+            .to_string();
+        assert!(e.contains("stage \"dpo\"") && e.contains("\"sft\""), "{e}");
     }
 }

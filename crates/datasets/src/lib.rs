@@ -9,6 +9,7 @@
 //! row (or line) when a row is bad.
 
 mod parquet_rows;
+pub mod preference;
 mod stream;
 
 use std::io::BufRead;
@@ -55,6 +56,10 @@ pub enum DatasetError {
     Hub(#[from] smolsweep_hub::HubError),
     #[error("{path}: the dataset is empty")]
     Empty { path: PathBuf },
+    /// A row that does not hold what its consumer reads; `location` is
+    /// [`Record::location`].
+    #[error("{location}: {msg}")]
+    Row { location: String, msg: String },
 }
 
 fn found_text(found: &[String]) -> String {
@@ -316,6 +321,9 @@ pub fn read_records(files: &[PathBuf], what: &Path) -> Result<Vec<Record>> {
     }
     Ok(out)
 }
+
+/// Preference pairs (DPO and reward-model data).
+pub use preference::{parse_pair, read_preference_records, PreferencePair, Turn};
 
 /// Reading a dataset in chunks of rows, in bounded memory.
 pub use stream::{RecordChunks, StreamSource};

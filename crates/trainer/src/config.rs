@@ -2,7 +2,8 @@
 //! `smolsweep-config` (keys, defaults, validation), re-exported so the
 //! trainer's modules name it from here.
 
-pub use smolsweep_config::trial::{TrialConfig, TRIAL_KEYS};
+pub use smolsweep_config::trial::{DpoSettings, TrialConfig, TRIAL_KEYS};
 pub use smolsweep_config::{
-    ChatTemplate, DType, DeviceSpec, InitKind, LossReduction, MicroBatch, Schedule,
+    ChatTemplate, DType, DeviceSpec, DpoLoss, Forward, InitKind, LossReduction, MicroBatch,
+    Schedule, Stage,
 };

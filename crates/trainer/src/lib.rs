@@ -3,12 +3,14 @@
 //! tokenisation cache ([`data`]), batching and packing ([`batch`]), the
 //! chunked LM loss ([`loss`]), AdamW and schedules ([`optim`]),
 //! checkpoints ([`checkpoint`]), the event stream ([`events`]) and the loop
-//! that ties them together ([`train`]).
+//! that ties them together ([`train`]). A DPO trial runs the same loop
+//! with its own step ([`dpo`]).
 
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod dpo;
 pub mod error;
 pub mod events;
 pub mod loss;

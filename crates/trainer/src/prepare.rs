@@ -27,6 +27,20 @@ pub fn prepare(cfg: &TrialConfig, stop: &AtomicBool) -> Result<Prepared> {
     let model_dir = smolsweep_model::hf::resolve_model_dir(&cfg.model)?;
     let tok = TextTokenizer::from_dir(&model_dir)?;
     let template = template_for(cfg, &tok)?;
+    if cfg.stage == crate::config::Stage::Dpo {
+        // The pairs only; the reference log-probs need the model and are
+        // computed by the first trial.
+        let spec = crate::train::setup::data_spec(cfg, &tok, &template);
+        let pairs = crate::data::preference::load_or_build_pairs(&spec, stop)?;
+        let origin = match &pairs.chosen {
+            Loaded::Mapped(_, origin) => Some(*origin),
+            _ => None,
+        };
+        return Ok(Prepared {
+            samples: pairs.len(),
+            origin,
+        });
+    }
     let loaded = load_data(cfg, &tok, &template, stop)?;
     let origin = match &loaded {
         Loaded::Mapped(_, origin) => Some(*origin),

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use smolsweep_config::Stage;
 use smolsweep_evals::{load_task, DataSources, TaskSpec};
 use smolsweep_orchestrator::SweepSpec;
 
@@ -19,19 +20,21 @@ const TRAIN_ROWS_CHECKED: usize = 64;
 /// sweep file, the key and the file, row and field at fault.
 pub fn check(spec: &SweepSpec) -> Result<()> {
     let file = spec.file.display();
-    let mut data_sets: Vec<Vec<PathBuf>> = Vec::new();
+    let mut data_sets: Vec<(Vec<PathBuf>, Stage)> = Vec::new();
     for point in spec.points() {
         // Grid points were validated when the spec was loaded.
         let trial = spec
             .trial(&point, &spec.output_dir)
             .map_err(|e| anyhow::anyhow!("{file}: {}: {}", e.key, e.message))?;
-        if !data_sets.contains(&trial.data) {
-            data_sets.push(trial.data);
+        let set = (trial.data, trial.stage);
+        if !data_sets.contains(&set) {
+            data_sets.push(set);
         }
     }
-    for data in &data_sets {
+    for (data, stage) in &data_sets {
         for (i, path) in data.iter().enumerate() {
-            check_training_data(path).with_context(|| format!("{file}: train.data[{i}]"))?;
+            check_training_data(path, *stage)
+                .with_context(|| format!("{file}: train.data[{i}]"))?;
         }
     }
     let Some(eval) = &spec.eval else {
@@ -52,8 +55,8 @@ pub fn check(spec: &SweepSpec) -> Result<()> {
 }
 
 /// The first rows of a training data reference, as the trainer parses
-/// them.
-fn check_training_data(path: &std::path::Path) -> Result<()> {
+/// them: conversations for SFT, preference pairs otherwise.
+fn check_training_data(path: &std::path::Path, stage: Stage) -> Result<()> {
     let files = smolsweep_datasets::training_files(path)?;
     let first = &files[0];
     let rows = smolsweep_datasets::read_head(first, TRAIN_ROWS_CHECKED)?;
@@ -66,7 +69,14 @@ fn check_training_data(path: &std::path::Path) -> Result<()> {
             index,
             row,
         };
-        smolsweep_trainer::data::parse_messages(&rec)?;
+        match stage {
+            Stage::Sft => {
+                smolsweep_trainer::data::parse_messages(&rec)?;
+            }
+            Stage::Dpo | Stage::Rm => {
+                smolsweep_datasets::parse_pair(&rec)?;
+            }
+        }
     }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! `smolsweep train`: one SFT job from a trial TOML. The exit status
+//! `smolsweep train`: one SFT or DPO job from a trial TOML. The exit status
 //! (`smolsweep_config::ExitCode`) tells the orchestrator how it ended: 0
 //! done, 3 diverged, 4 stopped by SIGTERM/SIGINT (after a checkpoint), 1
 //! any error.

@@ -92,7 +92,7 @@ impl<'a> Encoder<'a> {
         Ok(self.tokenizer.encode_with(&text, false)?)
     }
 
-    fn encode(&self, msgs: &[Message]) -> Result<Encoded> {
+    pub(crate) fn encode(&self, msgs: &[Message]) -> Result<Encoded> {
         if !msgs.iter().any(|m| m.role == "assistant") {
             return Ok(Encoded::NoAssistant);
         }

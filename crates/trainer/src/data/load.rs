@@ -145,14 +145,14 @@ fn tokenize_streaming(
 
 /// An exclusive `flock` on the lock file beside a cache, released when
 /// dropped (or by the kernel when the process dies, however it dies).
-struct BuildLock {
+pub(crate) struct BuildLock {
     _file: File,
 }
 
 impl BuildLock {
     /// Takes the lock, waiting (and polling `stop`) while another process
     /// holds it.
-    fn acquire(path: &Path, stop: &AtomicBool) -> Result<Self> {
+    pub(crate) fn acquire(path: &Path, stop: &AtomicBool) -> Result<Self> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -7,10 +7,13 @@
 //!
 //! The training side reads samples through [`Samples`], whether they come
 //! from a mapped cache or (when the cache cannot be written) from memory.
+//! DPO's preference pairs ([`preference`]) are two such sample sets, the
+//! chosen and the rejected side, tokenised by the same encoder.
 
 pub mod cache;
 pub mod encode;
 pub mod load;
+pub mod preference;
 
 use serde::{Deserialize, Serialize};
 

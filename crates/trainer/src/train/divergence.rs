@@ -31,7 +31,11 @@ pub(super) struct Rules {
     pub zero_grad: bool,
     /// Warmup steps: the loss rule counts only the steps after them.
     pub warmup: u64,
+    /// The loss of a guess: ln(vocab) for SFT (uniform over tokens), ln 2
+    /// for DPO (the policy no better than the reference).
     pub ln_vocab: f64,
+    /// How messages name it.
+    pub chance_name: &'static str,
 }
 
 /// A rule that fired, and what it saw.
@@ -96,9 +100,9 @@ impl Watch {
             return Some(Verdict {
                 rule: DivergenceRule::LossPlateau,
                 message: format!(
-                    "the loss stayed at or above {threshold:.4} = max(initial loss {initial:.4}, ln(vocab) {:.4}) \
+                    "the loss stayed at or above {threshold:.4} = max(initial loss {initial:.4}, {} {:.4}) \
                      for {} consecutive steps after warmup, up to step {step} (loss {loss:.4})",
-                    r.ln_vocab, self.loss_run
+                    r.chance_name, r.ln_vocab, self.loss_run
                 ),
             });
         }
@@ -113,7 +117,7 @@ impl Watch {
             "divergence rules: loss_plateau {} (threshold {}), zero_grad {}, patience {} steps",
             on(r.loss),
             self.threshold().map_or_else(
-                || format!("max(initial loss, ln(vocab) {:.4})", r.ln_vocab),
+                || format!("max(initial loss, {} {:.4})", r.chance_name, r.ln_vocab),
                 |t| format!("{t:.4}")
             ),
             on(r.zero_grad),
@@ -135,6 +139,7 @@ mod tests {
             zero_grad: true,
             warmup,
             ln_vocab: LN_VOCAB,
+            chance_name: "ln(vocab)",
         }
     }
 

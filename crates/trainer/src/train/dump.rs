@@ -1,6 +1,7 @@
 //! `--dump-batches`: the micro-batches of the first steps as JSON lines
 //! (ids, targets, positions, whether packed), the input of the
-//! reference-loop parity script.
+//! reference-loop parity script. A DPO micro-batch is one line with its
+//! pairs' indices and both sides.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -41,6 +42,34 @@ impl BatchDump {
             "targets": Vec::<i64>::try_from(&mb.targets)?,
             "positions": Vec::<Vec<i64>>::try_from(&mb.positions)?,
             "packed": mb.mask.is_some(),
+        });
+        writeln!(self.file, "{line}").map_err(|e| TrainError::Other(e.to_string()))
+    }
+
+    /// Writes one DPO micro-batch (the pairs `pairs`, chosen and rejected
+    /// sides) of optimizer step `step` (0-based), as [`Self::write`] does.
+    pub(super) fn write_pairs(
+        &mut self,
+        step: u64,
+        pairs: &[usize],
+        chosen: &MicroBatch,
+        rejected: &MicroBatch,
+    ) -> Result<()> {
+        if step >= self.steps {
+            return Ok(());
+        }
+        let side = |mb: &MicroBatch| -> Result<serde_json::Value> {
+            Ok(json!({
+                "ids": Vec::<Vec<i64>>::try_from(&mb.ids)?,
+                "targets": Vec::<i64>::try_from(&mb.targets)?,
+                "positions": Vec::<Vec<i64>>::try_from(&mb.positions)?,
+            }))
+        };
+        let line = json!({
+            "step": step,
+            "pairs": pairs,
+            "chosen": side(chosen)?,
+            "rejected": side(rejected)?,
         });
         writeln!(self.file, "{line}").map_err(|e| TrainError::Other(e.to_string()))
     }

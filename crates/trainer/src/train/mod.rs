@@ -1,4 +1,4 @@
-//! One SFT job, start to finish: load the model and the (cached) data,
+//! One SFT (or DPO: [`crate::dpo`] runs its step) job, start to finish: load the model and the (cached) data,
 //! then for each optimizer step run its micro-batches forward and
 //! backward (gradient accumulation), check for a non-finite loss, clip,
 //! update, report, watch for a collapse ([`divergence`]), checkpoint; at
@@ -35,7 +35,7 @@ use crate::events::{self, EventSink, TrainEvent};
 use divergence::{Rules, Verdict, Watch};
 use dump::BatchDump;
 use progress::Progress;
-use setup::Trainer;
+use setup::{Trainer, Work};
 use smolsweep_config::{DivergenceRule, ExitCode, STOP_REQUEST_FILE};
 use step::{Accumulated, NonFinite, OrderCache, Update};
 
@@ -98,6 +98,18 @@ pub struct RunOptions {
 pub fn fingerprint(c: &TrialConfig) -> String {
     let mut v = serde_json::to_value(c).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
+        // The stage keys are left out of an SFT trial's fingerprint, so a
+        // checkpoint written before they existed still resumes: removed
+        // first, keeping the order of the rest, so the removals below act
+        // on exactly the object they always did.
+        if o.get("stage").and_then(|s| s.as_str()) == Some("sft") {
+            o.shift_remove("stage");
+        }
+        for k in smolsweep_config::trial::STAGE_ONLY_KEYS {
+            if o.get(*k).is_some_and(|x| x.is_null()) {
+                o.shift_remove(*k);
+            }
+        }
         for k in [
             "output_dir",
             "checkpoint_every_steps",
@@ -170,7 +182,14 @@ impl<'a> Run<'a> {
             loss: t.cfg.divergence_loss,
             zero_grad: t.cfg.divergence_zero_grad,
             warmup: t.plan.warmup,
-            ln_vocab: (t.model.config.vocab_size as f64).ln(),
+            ln_vocab: match t.work {
+                Work::Sft(_) => (t.model.config.vocab_size as f64).ln(),
+                Work::Dpo(_) => std::f64::consts::LN_2,
+            },
+            chance_name: match t.work {
+                Work::Sft(_) => "ln(vocab)",
+                Work::Dpo(_) => "ln 2",
+            },
         });
         tracing::info!("{}", watch.describe());
         Ok(Run {
@@ -239,6 +258,7 @@ impl<'a> Run<'a> {
             tokens_per_s: tps,
             elapsed_s: at.elapsed_before + el,
             total_steps: self.t.plan.total,
+            preference: acc.preference,
         });
         self.bar.set_position(at.step);
         self.bar.set_message(format!("loss {:.4}", acc.loss));
@@ -379,5 +399,46 @@ mod tests {
         );
         assert_eq!(fingerprint(&other_rules), base);
         assert_ne!(fingerprint(&config(d.path(), "seed = 1\n")), base);
+    }
+
+    /// Regression: adding the stage keys must not change an SFT trial's
+    /// fingerprint, or every checkpoint written before would be refused.
+    #[test]
+    fn an_sft_fingerprint_is_what_it_was_before_the_stage_keys() {
+        let d = tempfile::tempdir().expect("tmp");
+        let c = config(d.path(), "grad_clip = 1.0\n");
+        let mut v = serde_json::to_value(&c).expect("json");
+        let o = v.as_object_mut().expect("object");
+        // The fields as they were (no stage keys), then the old removals.
+        for k in [
+            "stage",
+            "beta",
+            "dpo_loss",
+            "label_smoothing",
+            "reference_model",
+            "forward",
+        ] {
+            o.shift_remove(k);
+        }
+        for k in [
+            "output_dir",
+            "checkpoint_every_steps",
+            "keep_checkpoints",
+            "device",
+            "cache_dir",
+            "micro_batch_size",
+            "divergence_patience",
+            "divergence_loss",
+            "divergence_zero_grad",
+        ] {
+            o.remove(k);
+        }
+        let before = hex::encode(&Sha256::digest(v.to_string().as_bytes())[..8]);
+        assert_eq!(fingerprint(&c), before);
+        // A DPO trial's settings are part of its fingerprint.
+        let dpo = config(d.path(), "stage = \"dpo\"\n");
+        let beta = config(d.path(), "stage = \"dpo\"\nbeta = 1.0\n");
+        assert_ne!(fingerprint(&dpo), fingerprint(&beta));
+        assert_ne!(fingerprint(&dpo), fingerprint(&c));
     }
 }

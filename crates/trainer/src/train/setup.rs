@@ -14,9 +14,10 @@ use tch::{Device, Kind, Tensor};
 
 use super::fingerprint;
 use crate::batch::steps_per_epoch;
-use crate::config::{self, InitKind, MicroBatch, TrialConfig};
+use crate::config::{self, InitKind, MicroBatch, Stage, TrialConfig};
 use crate::data::{self, DataSpec, Loaded, Samples};
-use crate::error::Result;
+use crate::dpo::DpoWork;
+use crate::error::{Result, TrainError};
 use crate::loss::{chunked_lm_loss, DEFAULT_CHUNK};
 use crate::optim::AdamW;
 
@@ -30,13 +31,31 @@ pub(super) struct Trainer<'a> {
     pub model_dir: PathBuf,
     pub template: Template,
     pub pad: u32,
-    pub data: Loaded,
+    pub work: Work,
     pub model: Llama,
     pub opt: AdamW,
     pub plan: Plan,
     pub micro_batch_size: usize,
     /// [`fingerprint`] of `cfg`, written into every checkpoint.
     pub fingerprint: String,
+}
+
+/// What the trial trains on.
+pub(super) enum Work {
+    /// SFT: tokenised conversations.
+    Sft(Loaded),
+    /// DPO: preference pairs and their reference log-probs.
+    Dpo(Box<DpoWork>),
+}
+
+impl Work {
+    /// Samples (SFT) or pairs (DPO): what `batch_size` counts.
+    pub fn len(&self) -> usize {
+        match self {
+            Work::Sft(d) => d.len(),
+            Work::Dpo(w) => w.len(),
+        }
+    }
 }
 
 /// The chat template the data is rendered with.
@@ -69,8 +88,31 @@ impl<'a> Trainer<'a> {
         let model_dir = smolsweep_model::hf::resolve_model_dir(&cfg.model)?;
         let tok = TextTokenizer::from_dir(&model_dir)?;
         let template = template_for(cfg, &tok)?;
-        let data = load_data(cfg, &tok, &template, stop)?;
+        let data = match cfg.stage {
+            Stage::Sft => Some(load_data(cfg, &tok, &template, stop)?),
+            Stage::Dpo => None,
+            Stage::Rm => {
+                return Err(TrainError::Other(
+                    "stage \"rm\": the reward-model trainer is not built yet".into(),
+                ))
+            }
+        };
         let model = init_model(cfg, &model_dir, device, kind)?;
+        let micro_batch_size = pick_micro_batch(cfg, &model);
+        let work = match data {
+            Some(d) => Work::Sft(d),
+            None => Work::Dpo(Box::new(DpoWork::prepare(
+                crate::dpo::Setup {
+                    cfg,
+                    spec: data_spec(cfg, &tok, &template),
+                    policy: &model,
+                    policy_dir: &model_dir,
+                    micro: micro_batch_size,
+                    pad: tok.pad_id(),
+                },
+                stop,
+            )?)),
+        };
         let opt = AdamW::new(
             model.vs.variables().into_iter().collect(),
             cfg.adam_beta1,
@@ -78,9 +120,8 @@ impl<'a> Trainer<'a> {
             cfg.adam_eps,
             cfg.weight_decay,
         );
-        let plan = Plan::new(cfg, data.len());
+        let plan = Plan::new(cfg, work.len());
         let fingerprint = fingerprint(cfg);
-        let micro_batch_size = pick_micro_batch(cfg, &model);
         Ok(Trainer {
             cfg,
             device,
@@ -88,7 +129,7 @@ impl<'a> Trainer<'a> {
             model_dir,
             template,
             pad: tok.pad_id(),
-            data,
+            work,
             model,
             opt,
             plan,
@@ -158,21 +199,28 @@ pub(crate) fn template_for(cfg: &TrialConfig, tok: &TextTokenizer) -> Result<Tem
     })
 }
 
-pub(crate) fn load_data(
-    cfg: &TrialConfig,
-    tok: &TextTokenizer,
-    template: &Template,
-    stop: &AtomicBool,
-) -> Result<Loaded> {
-    let spec = DataSpec {
+pub(crate) fn data_spec<'a>(
+    cfg: &'a TrialConfig,
+    tok: &'a TextTokenizer,
+    template: &'a Template,
+) -> DataSpec<'a> {
+    DataSpec {
         data: &cfg.data,
         tokenizer: tok,
         template: &template.chat,
         template_source: &template.source,
         max_len: cfg.max_seq_len,
         cache_dir: cfg.cache_dir(),
-    };
-    data::load_or_build(&spec, stop)
+    }
+}
+
+pub(crate) fn load_data(
+    cfg: &TrialConfig,
+    tok: &TextTokenizer,
+    template: &Template,
+    stop: &AtomicBool,
+) -> Result<Loaded> {
+    data::load_or_build(&data_spec(cfg, tok, template), stop)
 }
 
 fn init_model(
@@ -206,6 +254,8 @@ fn pick_micro_batch(cfg: &TrialConfig, model: &Llama) -> usize {
     let bs = cfg.batch_size as usize;
     let cap = match cfg.micro_batch_size {
         MicroBatch::Fixed(m) => return (m as usize).min(bs),
+        // A DPO micro-batch of m pairs holds 2m sequences' graphs.
+        MicroBatch::Auto if cfg.stage == Stage::Dpo => bs.div_ceil(2),
         MicroBatch::Auto => bs,
     };
     let len = cfg.max_seq_len;

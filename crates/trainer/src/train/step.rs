@@ -5,7 +5,7 @@
 use smolsweep_model::llama::AttnMask;
 
 use super::dump::BatchDump;
-use super::setup::Trainer;
+use super::setup::{Trainer, Work};
 use crate::batch::{micro_batches, step_samples, MicroBatch};
 use crate::config::LossReduction;
 use crate::error::Result;
@@ -23,6 +23,8 @@ pub(super) struct Accumulated {
     pub loss: f64,
     /// Real (non-pad) tokens seen.
     pub tokens: u64,
+    /// A DPO step's rewards and log-probs.
+    pub preference: Option<smolsweep_config::PreferenceMetrics>,
 }
 
 /// An applied update.
@@ -46,12 +48,17 @@ impl Trainer<'_> {
         order: &mut OrderCache,
         dump: &mut Option<BatchDump>,
     ) -> Result<Accumulated> {
-        let (epoch, mbatches) = self.micro_batches(step, order);
+        let data = match &self.work {
+            Work::Sft(d) => d,
+            Work::Dpo(w) => return self.dpo_step(w, step, order, dump),
+        };
+        let (epoch, mbatches) = self.micro_batches(data, step, order);
         let step_labels: i64 = mbatches.iter().map(|m| m.label_tokens).sum();
         let mut acc = Accumulated {
             epoch,
             loss: 0.0,
             tokens: 0,
+            preference: None,
         };
         for mb in &mbatches {
             if let Some(d) = dump.as_mut() {
@@ -67,11 +74,46 @@ impl Trainer<'_> {
         Ok(acc)
     }
 
-    fn micro_batches(&self, step: u64, order: &mut OrderCache) -> (u64, Vec<MicroBatch>) {
+    /// A DPO step: the step's pairs, run by the DPO module.
+    fn dpo_step(
+        &self,
+        w: &crate::dpo::DpoWork,
+        step: u64,
+        order: &mut OrderCache,
+        dump: &mut Option<BatchDump>,
+    ) -> Result<Accumulated> {
+        let (p, cfg) = (&self.plan, self.cfg);
+        let (epoch, pairs) = step_samples(p.samples, p.batch_size, cfg.seed, step, order);
+        let mut on_micro = |idx: &[usize], c: &MicroBatch, r: &MicroBatch| match dump.as_mut() {
+            Some(d) => d.write_pairs(step, idx, c, r),
+            None => Ok(()),
+        };
+        let s = w.step(
+            &self.model,
+            &pairs,
+            self.micro_batch_size,
+            cfg.max_seq_len,
+            self.pad,
+            &mut on_micro,
+        )?;
+        Ok(Accumulated {
+            epoch,
+            loss: s.loss,
+            tokens: s.tokens,
+            preference: Some(s.metrics),
+        })
+    }
+
+    fn micro_batches(
+        &self,
+        data: &crate::data::Loaded,
+        step: u64,
+        order: &mut OrderCache,
+    ) -> (u64, Vec<MicroBatch>) {
         let (p, cfg) = (&self.plan, self.cfg);
         let (epoch, samples) = step_samples(p.samples, p.batch_size, cfg.seed, step, order);
         let mbatches = micro_batches(
-            &self.data,
+            data,
             &samples,
             self.micro_batch_size,
             cfg.packing,
