@@ -105,15 +105,16 @@ pub fn sweep_toml() -> String {
     for key in EVAL_KEYS {
         key_lines(&mut out, key);
     }
+    out.push_str("[resources]\n");
+    for key in crate::sweep::RESOURCES_KEYS {
+        key_lines(&mut out, key);
+    }
     out.push_str(
-        "[resources]\n\
-         # \"auto\" (every GPU found), a list of GPU indices, or [] for CPU only.\n\
-         gpus = \"auto\"\n\
-         # Trials at once on each GPU (without GPUs: CPU slots).\n\
-         slots_per_gpu = 1\n\
-         # Attempts after the first for a failed trial.\n\
-         max_retries = 2\n",
+        "[resources.slurm]\n# Used when backend = \"slurm\": one sbatch job per trial attempt.\n\n",
     );
+    for key in crate::sweep::SLURM_KEYS {
+        key_lines(&mut out, key);
+    }
     out
 }
 

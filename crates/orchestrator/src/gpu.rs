@@ -135,6 +135,7 @@ mod tests {
             gpus: Gpus::Auto,
             slots_per_gpu: 2,
             max_retries: 0,
+            ..Resources::default()
         };
         let s = slots(&r, &[0, 1], "f").expect("slots");
         let cvd: Vec<&str> = s.iter().map(|s| s.cuda_visible_devices.as_str()).collect();
@@ -162,6 +163,7 @@ mod tests {
             gpus: Gpus::List(vec![]),
             slots_per_gpu: 2,
             max_retries: 0,
+            ..Resources::default()
         };
         let s = slots(&r, &[0, 1, 2, 3], "f").expect("slots");
         assert_eq!(s.len(), 2);

@@ -17,7 +17,7 @@ use toml::Value;
 
 pub use frozen::{check_frozen, eval_growth, task_name, TaskChange, GROWABLE_EVAL_KEYS};
 pub use grid::{point_key, point_label, points, Axis, Point};
-pub use resources::{Gpus, Resources};
+pub use resources::{Backend, Gpus, Resources, SlurmConfig, RESOURCES_KEYS, SLURM_KEYS};
 
 use crate::error::ConfigError;
 use crate::eval::EvalConfig;

@@ -264,7 +264,7 @@ async fn evaluate(ctx: &Ctx, job: &Job, slot: &Slot) -> Result<Outcome, RunError
     let child = Child {
         stage: "eval",
         args,
-        lock: &lock,
+        lock: Some(&lock),
         lock_path: &lock_path,
         stdout: out,
         stderr: log_file,
@@ -283,6 +283,7 @@ async fn evaluate(ctx: &Ctx, job: &Job, slot: &Slot) -> Result<Outcome, RunError
             }
         }
         _ if stopping => Outcome::Interrupted,
+        Exit::Left => Outcome::Interrupted,
         Exit::Code(c) => {
             Outcome::Failed(format!("eval exited with status {c}: {}", log_reason(&log)))
         }
