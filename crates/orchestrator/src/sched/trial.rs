@@ -114,9 +114,9 @@ pub(super) async fn run_trial(
             eval_args: None,
         },
     };
-    // The export is where the trainer always writes it: a Slurm job runs
-    // its eval right after training, without asking the orchestrator.
-    stage.plan.eval_args = stage.eval_args(&dir.join("out").join("final"));
+    // A Slurm job runs its eval right after training, on the export the
+    // event file names (the script puts it in).
+    stage.plan.eval_args = stage.eval_args(Path::new(super::slurm::EXPORT));
     match stage.train(&config_path, &mut events).await? {
         Trained::Export(export) => stage.eval(&export).await,
         Trained::Ended(outcome) => Ok(outcome),

@@ -29,6 +29,7 @@ use super::tail::EventTail;
 use super::{io_err, Ctx, RunError, TAIL_EVERY};
 use crate::store::Trial;
 use queue::{Queue, Status};
+pub(super) use script::EXPORT;
 
 /// Test hook: the orchestrator dies right after sbatch answered, before
 /// the job id is recorded (the crash the intent record is for).

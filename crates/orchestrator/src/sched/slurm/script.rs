@@ -15,6 +15,10 @@
 
 use std::path::Path;
 
+/// Stands for the export in `eval_args`: the script reads the path from
+/// the event file's last `done` line, where the trainer said it wrote it.
+pub(in crate::sched) const EXPORT: &str = "/@SMOLSWEEP_EXPORT@";
+
 /// What one job runs and how it is submitted.
 pub(super) struct Script<'a> {
     pub job_name: &'a str,
@@ -70,8 +74,11 @@ impl Script<'_> {
         let train = command(self.program, self.train_args);
         let eval = match self.eval_args {
             Some(args) => format!(
-                "if [ ! -s results.json ]; then\n    stage eval eval.log {}\n    finish eval $?\nfi\n",
-                command(self.program, args)
+                "if [ ! -s results.json ]; then\n    \
+                 export_dir=$(grep -E '\"event\": *\"done\"' train.events.jsonl | tail -n 1 | sed -n 's/.*\"export\": *\"\\([^\"]*\\)\".*/\\1/p')\n    \
+                 case \"$export_dir\" in /*) ;; *) export_dir=\"out/$export_dir\" ;; esac\n    \
+                 stage eval eval.log {}\n    finish eval $?\nfi\n",
+                command(self.program, args).replace(EXPORT, "\"$export_dir\"")
             ),
             None => String::new(),
         };
@@ -122,7 +129,7 @@ finish() {{
     fi
     if [ "$2" -ne 0 ]; then exit "$2"; fi
 }}
-if grep -q '"event":"done"' train.events.jsonl 2>/dev/null; then
+if grep -qE '"event": *"done"' train.events.jsonl 2>/dev/null; then
     echo 0 > "slurm/$job.train.exit"
 else
     stage train train.log {train}
