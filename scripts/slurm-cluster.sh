@@ -6,13 +6,16 @@
 # preempts it by requeue) and two fake GPUs as GRES.
 #
 #   scripts/slurm-cluster.sh install      apt-get the packages if missing
-#   scripts/slurm-cluster.sh start DIR    start; prints `export SLURM_CONF=...`
+#   scripts/slurm-cluster.sh start DIR [PID]
+#                                         start; prints `export SLURM_CONF=...`;
+#                                         with PID, it stops by itself once PID exits
 #   scripts/slurm-cluster.sh stop DIR     stop whatever start started
 #
 # Clients find the cluster through SLURM_CONF=DIR/etc/slurm.conf.
 set -euo pipefail
 
 cmd=${1:-}
+self=$(realpath "$0")
 need() { command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null && command -v sbatch >/dev/null; }
 
 case "$cmd" in
@@ -79,6 +82,11 @@ CONF
     (setsid slurmd -D -f "$SLURM_CONF" >>"$dir/log/slurmd.out" 2>&1 & echo $! > "$dir/run/slurmd.bg")
     for _ in $(seq 100); do
         if sinfo -h -o %T 2>/dev/null | grep -qx idle; then
+            if [ -n "${3:-}" ]; then
+                # Stopped whatever happens to the process that started it.
+                setsid bash -c "while kill -0 $3 2>/dev/null; do sleep 1; done; '$self' stop '$dir'" \
+                    </dev/null >/dev/null 2>&1 &
+            fi
             echo "export SLURM_CONF=$SLURM_CONF"
             exit 0
         fi

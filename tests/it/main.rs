@@ -28,4 +28,5 @@ mod orchestrator_spec;
 mod orchestrator_sweep;
 mod prepare;
 mod readme_keys;
+mod slurm_backend;
 mod trainer_e2e;

@@ -154,11 +154,11 @@ pub async fn run(spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunE
     let (tx, rx) = watch::channel(0u8);
     let signals = tokio::spawn(watch_signals(tx));
     let launcher = if on_slurm {
-        Launcher::Slurm(slurm::Slurm::new(
+        Launcher::Slurm(Box::new(slurm::Slurm::new(
             spec.resources.slurm.clone(),
             &spec.name,
             &spec.db,
-        ))
+        )))
     } else {
         Launcher::Local
     };

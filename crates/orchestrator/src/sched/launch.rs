@@ -20,7 +20,7 @@ use crate::store::Trial;
 
 pub(super) enum Launcher {
     Local,
-    Slurm(Slurm),
+    Slurm(Box<Slurm>),
 }
 
 /// One stage to run.
