@@ -315,3 +315,86 @@ fn bad_slurm_settings_are_refused_before_anything_is_recorded() {
     }
     assert!(!s.db().exists(), "the sweep was recorded");
 }
+
+/// The trial's latest step, from its event file.
+fn last_step(s: &Sweep) -> u64 {
+    let Ok(dirs) = std::fs::read_dir(s.out().join("trials")) else {
+        return 0;
+    };
+    dirs.flatten()
+        .filter_map(|d| std::fs::read_to_string(d.path().join("train.events.jsonl")).ok())
+        .flat_map(|t| {
+            t.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter_map(|e| e["step"].as_u64())
+                .collect::<Vec<_>>()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_preempted_trial_is_requeued_and_resumes_without_using_a_retry() {
+    let Some(conf) = cluster() else { return };
+    // The trial takes both GPUs of the node; a job in the higher-tier
+    // partition that needs them preempts it (PreemptMode=REQUEUE).
+    let s = on_slurm(
+        Sweep::new(30, "lr = [1e-5]", &slurm_resources("gpus_per_trial = 2\n")),
+        &conf,
+    )
+    .env("STANDIN_STEP_SECONDS", "0.15");
+    let mut run = s.spawn();
+    assert!(
+        wait_for(Duration::from_secs(60), || last_step(&s) >= 8),
+        "the trial did not start training"
+    );
+    let o = Command::new("sbatch")
+        .args([
+            "--parsable",
+            "--partition=high",
+            "--gres=gpu:2",
+            "--output=/dev/null",
+            "--wrap",
+            "sleep 1",
+        ])
+        .env("SLURM_CONF", &conf)
+        .output()
+        .expect("sbatch");
+    assert!(o.status.success(), "sbatch: {}", stderr(&o));
+    let st = run.wait().expect("wait");
+    assert!(
+        st.success(),
+        "run failed: {}",
+        std::fs::read_to_string(s.dir.path().join("orchestrator.log")).unwrap_or_default()
+    );
+    assert_eq!(states(&s), ["completed"]);
+    let job = s.sql("SELECT restarts, state FROM slurm_jobs");
+    assert_eq!(job.len(), 1, "one job for the attempt: {job:?}");
+    assert!(
+        job[0][0].as_i64() >= Some(1),
+        "the job was not requeued: {job:?}"
+    );
+    // Not a failed attempt.
+    let attempts = s.sql("SELECT attempt, outcome FROM attempts");
+    assert_eq!(
+        attempts,
+        vec![vec![serde_json::json!(1), serde_json::json!("completed")]]
+    );
+    // It resumed from its checkpoint (step 1 was trained once), and the
+    // final loss and scores are an unpreempted run's.
+    let events = std::fs::read_dir(s.out().join("trials"))
+        .expect("trials")
+        .flatten()
+        .map(|d| std::fs::read_to_string(d.path().join("train.events.jsonl")).expect("events"))
+        .collect::<String>();
+    let first_steps = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "step" && e["step"] == 1)
+        .count();
+    assert_eq!(first_steps, 1, "the requeued job trained from scratch");
+    let local = Sweep::new(30, "lr = [1e-5]", "[resources]\ngpus = []\n");
+    assert_ok(&local.run());
+    assert_eq!(final_losses(&local), final_losses(&s));
+    assert_eq!(scores(&local), scores(&s));
+}
