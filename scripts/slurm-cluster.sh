@@ -9,6 +9,7 @@
 #   scripts/slurm-cluster.sh start DIR [PID]
 #                                         start; prints `export SLURM_CONF=...`;
 #                                         with PID, it stops by itself once PID exits
+#                                         (and removes DIR)
 #   scripts/slurm-cluster.sh stop DIR     stop whatever start started
 #
 # Clients find the cluster through SLURM_CONF=DIR/etc/slurm.conf.
@@ -84,7 +85,7 @@ CONF
         if sinfo -h -o %T 2>/dev/null | grep -qx idle; then
             if [ -n "${3:-}" ]; then
                 # Stopped whatever happens to the process that started it.
-                setsid bash -c "while kill -0 $3 2>/dev/null; do sleep 1; done; '$self' stop '$dir'" \
+                setsid bash -c "while kill -0 $3 2>/dev/null; do sleep 1; done; '$self' stop '$dir'; rm -rf '$dir'" \
                     </dev/null >/dev/null 2>&1 &
             fi
             echo "export SLURM_CONF=$SLURM_CONF"
