@@ -13,7 +13,7 @@ MODEL := models/SmolLM2-135M-Instruct
 # Resolved once per make run, installing torch if needed.
 LIBTORCH_DIR = $(eval LIBTORCH_DIR := $(shell scripts/libtorch.sh))$(LIBTORCH_DIR)
 
-.PHONY: all build test lint fmt weights demo chat bench clean-models
+.PHONY: all build test lint fmt weights demo chat bench clean-models slurm
 
 all: build
 
@@ -30,8 +30,14 @@ lint:
 	$(CARGO) fmt --all --check
 	LIBTORCH=$(LIBTORCH_DIR) $(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 
-test: lint weights
+# The Slurm tests start their own single-node cluster from Debian's
+# packages (scripts/slurm-cluster.sh, stopped when the tests exit); they are
+# installed here, and skipped with a printed reason where they cannot be.
+test: lint weights slurm
 	LIBTORCH=$(LIBTORCH_DIR) $(CARGO) test $(CARGO_FLAGS) --workspace
+
+slurm:
+	@scripts/slurm-cluster.sh install || echo "Slurm packages not installed: the Slurm tests will be skipped" >&2
 
 # The demo sweep (README, "The demo sweep"): a tiny model trained from
 # scratch on generated data over a 4 x 3 LR x BS grid, every point

@@ -30,5 +30,6 @@ mod orchestrator_spec;
 mod orchestrator_sweep;
 mod prepare;
 mod readme_keys;
+mod slurm_backend;
 mod stop_rule;
 mod trainer_e2e;

@@ -51,6 +51,15 @@ fn samples(name: &str, kind: Kind) -> (String, String) {
         Kind::NewPath | Kind::OutputDir | Kind::Dir | Kind::Tasks => {
             ("\"somewhere\"".into(), "\"\"".into())
         }
+        // `[resources]` kinds: no trial key has them.
+        Kind::Gpus
+        | Kind::Word
+        | Kind::Words
+        | Kind::SlurmTime
+        | Kind::SlurmMem
+        | Kind::Fractions => {
+            unreachable!("{name}: not a trial key's kind")
+        }
     }
 }
 

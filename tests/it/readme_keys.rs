@@ -100,6 +100,14 @@ fn check_table(heading: &str, keys: &[Key]) -> Vec<String> {
 fn readme_key_tables_match_the_schema() {
     let mut problems = check_table("## Training one grid point", TRIAL_KEYS);
     problems.extend(check_table("Every key of `[eval]`", EVAL_KEYS));
+    problems.extend(check_table(
+        "Every key of `[resources]`",
+        smolsweep_config::sweep::RESOURCES_KEYS,
+    ));
+    problems.extend(check_table(
+        "Every key of `[resources.slurm]`",
+        smolsweep_config::sweep::SLURM_KEYS,
+    ));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 

@@ -326,6 +326,45 @@ fn sigterm_checkpoints_exits_4_and_resumes() {
     assert_eq!(first["step"].as_u64(), Some(at + 1));
 }
 
+/// USR2 (Slurm's warning before a job's time limit) stops the run as
+/// SIGTERM does, and the event stream says it was preempted, after the
+/// checkpoint the job resumes from.
+#[test]
+fn usr2_checkpoints_says_preempted_and_exits_4() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = trial(dir.path(), "parity_sum.toml", &[("max_steps", "400")]);
+    let mut child = spawn(&cfg, false);
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        if line.expect("line").contains("\"step\"") {
+            break;
+        }
+    }
+    let st = std::process::Command::new("kill")
+        .args(["-USR2", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let rest: Vec<Value> = lines
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect();
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(4));
+    let ck = rest
+        .iter()
+        .position(|e| e["event"] == "checkpoint")
+        .expect("checkpoint event");
+    let pre = rest
+        .iter()
+        .position(|e| e["event"] == "preempted")
+        .expect("preempted event");
+    assert!(ck < pre, "{rest:?}");
+    assert_eq!(rest[pre]["step"], rest[ck]["step"]);
+    assert_eq!(rest[pre]["checkpoint"], rest[ck]["path"]);
+}
+
 #[test]
 fn bad_data_is_reported_with_file_and_line() {
     let dir = tempfile::tempdir().expect("tmp");

@@ -105,22 +105,16 @@ pub fn sweep_toml() -> String {
     for key in EVAL_KEYS {
         key_lines(&mut out, key);
     }
+    out.push_str("[resources]\n");
+    for key in crate::sweep::RESOURCES_KEYS {
+        key_lines(&mut out, key);
+    }
     out.push_str(
-        "[resources]\n\
-         # \"auto\" (every GPU found), a list of GPU indices, or [] for CPU only.\n\
-         gpus = \"auto\"\n\
-         # Trials at once on each GPU (without GPUs: CPU slots).\n\
-         slots_per_gpu = 1\n\
-         # Attempts after the first for a failed trial.\n\
-         max_retries = 2\n\
-         # \"none\", or \"median\": stop trials whose best loss is worse than the median of\n\
-         # the completed trials' running mean losses (Vizier's median stopping rule).\n\
-         stop_rule = \"none\"\n\
-         # Fractions of a trial's planned steps at which the stop rule looks.\n\
-         stop_at = [0.25, 0.5, 0.75]\n\
-         # Completed trials the stop rule needs before it stops any.\n\
-         stop_min_completed = 3\n",
+        "[resources.slurm]\n# Used when backend = \"slurm\": one sbatch job per trial attempt.\n\n",
     );
+    for key in crate::sweep::SLURM_KEYS {
+        key_lines(&mut out, key);
+    }
     out
 }
 

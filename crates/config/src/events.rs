@@ -46,6 +46,14 @@ pub enum TrainEvent {
         #[serde(default, skip_serializing_if = "String::is_empty")]
         message: String,
     },
+    /// Stopped by USR2 (Slurm's warning before the time limit, or a
+    /// preemption): the checkpoint written at the step boundary, then exit
+    /// code 4, for the job to be requeued and resume from it.
+    Preempted {
+        step: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checkpoint: Option<PathBuf>,
+    },
     /// Training finished and the final model was exported (exit code 0).
     Done {
         step: u64,
@@ -152,6 +160,7 @@ impl TrainEvent {
             TrainEvent::Step { .. } => "step",
             TrainEvent::Checkpoint { .. } => "checkpoint",
             TrainEvent::Diverged { .. } => "diverged",
+            TrainEvent::Preempted { .. } => "preempted",
             TrainEvent::Done { .. } => "done",
             TrainEvent::StoppedEarly { .. } => "stopped_early",
         }

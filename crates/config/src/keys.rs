@@ -54,6 +54,19 @@ pub enum Kind {
     OutputDir,
     /// Benchmarks: a list of `NAME` or `NAME=PATH`.
     Tasks,
+    /// `"auto"`, a list of distinct GPU indices, or `[]` for CPU only.
+    Gpus,
+    /// One word (no whitespace): a Slurm partition, account, QOS, constraint.
+    Word,
+    /// A list of strings, each on one line (arguments passed on verbatim).
+    Words,
+    /// A Slurm time limit: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`,
+    /// `D-HH:MM:SS`.
+    SlurmTime,
+    /// A Slurm memory size: an integer with an optional unit K, M, G or T.
+    SlurmMem,
+    /// A non-empty ascending list of fractions strictly between 0 and 1.
+    Fractions,
 }
 
 impl Kind {
@@ -74,6 +87,12 @@ impl Kind {
             Kind::Dir => "a directory".into(),
             Kind::NewPath | Kind::OutputDir => "a path".into(),
             Kind::Tasks => "a list of \"NAME\" or \"NAME=PATH\"".into(),
+            Kind::Gpus => "\"auto\", a list of GPU indices, or [] for CPU only".into(),
+            Kind::Word => "a word (no spaces)".into(),
+            Kind::Words => "a list of strings".into(),
+            Kind::SlurmTime => "a Slurm time limit (\"MM\", \"HH:MM:SS\", \"D-HH:MM:SS\")".into(),
+            Kind::SlurmMem => "a Slurm memory size (\"16G\", \"500M\")".into(),
+            Kind::Fractions => "an ascending list of fractions in (0, 1)".into(),
         }
     }
 
@@ -81,7 +100,16 @@ impl Kind {
     pub fn is_axis(self) -> bool {
         !matches!(
             self,
-            Kind::NewPath | Kind::OutputDir | Kind::Tasks | Kind::Dir
+            Kind::NewPath
+                | Kind::OutputDir
+                | Kind::Tasks
+                | Kind::Dir
+                | Kind::Gpus
+                | Kind::Word
+                | Kind::Words
+                | Kind::SlurmTime
+                | Kind::SlurmMem
+                | Kind::Fractions
         )
     }
 }
@@ -242,7 +270,169 @@ pub fn check(kind: Kind, v: &Value, base: &Path) -> Result<Value, BadValue> {
             _ => bad("a non-empty path"),
         },
         Kind::Tasks => check_tasks(v, base),
+        Kind::Gpus => check_gpus(v),
+        Kind::Word => match v {
+            Value::String(s) if !s.is_empty() && !s.chars().any(char::is_whitespace) => {
+                Ok(v.clone())
+            }
+            Value::String(s) => Err(BadValue::new(format!(
+                "{s:?} must be one word (not empty, no spaces)"
+            ))),
+            _ => bad("a string"),
+        },
+        Kind::Words => match v {
+            Value::Array(a) => {
+                for (i, item) in a.iter().enumerate() {
+                    match item {
+                        Value::String(s) if !s.is_empty() && !s.contains(['\n', '\r']) => {}
+                        Value::String(s) => {
+                            return Err(BadValue::at(
+                                format!("[{i}]"),
+                                format!("{s:?} must be a non-empty string on one line"),
+                            ))
+                        }
+                        other => {
+                            return Err(BadValue::at(format!("[{i}]"), wrong_type("a string", other)))
+                        }
+                    }
+                }
+                Ok(v.clone())
+            }
+            _ => bad("a list of strings"),
+        },
+        Kind::SlurmTime => match v {
+            Value::String(s) if slurm_time_minutes(s).is_some() => Ok(v.clone()),
+            Value::String(s) => Err(BadValue::new(format!(
+                "{s:?} is not a Slurm time limit (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS, not zero)"
+            ))),
+            _ => bad("a string such as \"01:30:00\""),
+        },
+        Kind::SlurmMem => match v {
+            Value::String(s) if is_slurm_mem(s) => Ok(v.clone()),
+            Value::String(s) => Err(BadValue::new(format!(
+                "{s:?} is not a Slurm memory size (an integer with an optional unit K, M, G or T)"
+            ))),
+            _ => bad("a string such as \"16G\""),
+        },
+        Kind::Fractions => check_fractions(v),
     }
+}
+
+/// A non-empty ascending list of fractions strictly between 0 and 1
+/// (integers are no fraction: 0 and 1 are out of range anyway).
+fn check_fractions(v: &Value) -> Result<Value, BadValue> {
+    let Value::Array(a) = v else {
+        return Err(BadValue::new(wrong_type(
+            "a list of fractions, e.g. [0.25, 0.5, 0.75]",
+            v,
+        )));
+    };
+    if a.is_empty() {
+        return Err(BadValue::new("is empty (give at least one fraction)"));
+    }
+    let mut last: Option<f64> = None;
+    for (i, item) in a.iter().enumerate() {
+        let f = match item {
+            Value::Float(f) => *f,
+            Value::Integer(n) => *n as f64,
+            other => {
+                return Err(BadValue::at(
+                    format!("[{i}]"),
+                    wrong_type("a fraction between 0 and 1", other),
+                ))
+            }
+        };
+        if !(f > 0.0 && f < 1.0) {
+            return Err(BadValue::at(
+                format!("[{i}]"),
+                format!("{f} is not strictly between 0 and 1"),
+            ));
+        }
+        if let Some(l) = last.filter(|&l| f <= l) {
+            return Err(BadValue::at(
+                format!("[{i}]"),
+                format!("{f} does not come after {l} (the list must ascend)"),
+            ));
+        }
+        last = Some(f);
+    }
+    Ok(Value::Array(
+        a.iter()
+            .map(|x| {
+                Value::Float(
+                    x.as_float()
+                        .or(x.as_integer().map(|n| n as f64))
+                        .unwrap_or(0.0),
+                )
+            })
+            .collect(),
+    ))
+}
+
+fn check_gpus(v: &Value) -> Result<Value, BadValue> {
+    match v {
+        Value::String(s) if s == "auto" => Ok(v.clone()),
+        Value::Array(a) => {
+            let mut seen = Vec::new();
+            for (i, item) in a.iter().enumerate() {
+                match item {
+                    Value::Integer(n) if *n >= 0 && *n <= u32::MAX as i64 => {
+                        if seen.contains(n) {
+                            return Err(BadValue::at(
+                                format!("[{i}]"),
+                                format!("GPU {n} is listed twice"),
+                            ));
+                        }
+                        seen.push(*n);
+                    }
+                    other => {
+                        return Err(BadValue::at(
+                            format!("[{i}]"),
+                            wrong_type("a GPU index (integer >= 0)", other),
+                        ))
+                    }
+                }
+            }
+            Ok(v.clone())
+        }
+        _ => Err(BadValue::new(wrong_type(
+            "\"auto\", a list of GPU indices, or [] for CPU only",
+            v,
+        ))),
+    }
+}
+
+/// A Slurm time limit in minutes (rounded up), as `sbatch --time` reads
+/// it; None when it is not one, or zero.
+pub fn slurm_time_minutes(s: &str) -> Option<u64> {
+    let num = |p: &str| -> Option<u64> {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.len() > 9 {
+            return None;
+        }
+        p.parse().ok()
+    };
+    let (days, rest) = match s.split_once('-') {
+        Some((d, r)) => (Some(num(d)?), r),
+        None => (None, s),
+    };
+    let parts: Vec<u64> = rest.split(':').map(num).collect::<Option<_>>()?;
+    let seconds = match (days, parts.as_slice()) {
+        (None, [m]) => m * 60,
+        (None, [m, s]) => m * 60 + s,
+        (None, [h, m, s]) | (Some(_), [h, m, s]) => h * 3600 + m * 60 + s,
+        (Some(_), [h]) => h * 3600,
+        (Some(_), [h, m]) => h * 3600 + m * 60,
+        _ => return None,
+    } + days.unwrap_or(0) * 86400;
+    (seconds > 0).then(|| seconds.div_ceil(60))
+}
+
+fn is_slurm_mem(s: &str) -> bool {
+    let digits = s.trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't']);
+    s.len() - digits.len() <= 1
+        && !digits.is_empty()
+        && digits.len() <= 12
+        && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn check_tasks(v: &Value, base: &Path) -> Result<Value, BadValue> {

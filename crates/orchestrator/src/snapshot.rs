@@ -10,7 +10,7 @@ use serde_json::{json, Value as Json};
 use smolsweep_config::TrialState;
 
 use crate::locks;
-use crate::store::{now, Score, Store, StoreError, Trial, DEFAULT_SET};
+use crate::store::{job_json, now, Score, SlurmJob, Store, StoreError, Trial, DEFAULT_SET};
 use smolsweep_config::value::format_float;
 use smolsweep_config::SweepSpec;
 
@@ -22,6 +22,8 @@ pub struct TrialView {
     /// `running` shown as `interrupted` when no orchestrator is alive.
     pub shown_state: String,
     pub scores: Vec<Score>,
+    /// The Slurm job of its latest attempt (Slurm backend).
+    pub slurm: Option<SlurmJob>,
 }
 
 /// Everything `status` and `export` print.
@@ -69,6 +71,11 @@ pub async fn read_set(spec: &SweepSpec, results: Option<&str>) -> Result<Snapsho
         });
     }
     let mut scores = store.set_scores(set).await?;
+    let mut jobs: BTreeMap<i64, SlurmJob> = BTreeMap::new();
+    for j in store.slurm_jobs().await? {
+        // Ordered by attempt: the latest stays.
+        jobs.insert(j.trial_id, j);
+    }
     store.close().await;
     if set == DEFAULT_SET {
         let recorded: Json = serde_json::from_str(&sweep.spec_json).unwrap_or_default();
@@ -108,16 +115,21 @@ pub async fn read_set(spec: &SweepSpec, results: Option<&str>) -> Result<Snapsho
         .into_iter()
         .map(|t| {
             let point = serde_json::from_str(&t.point_key).unwrap_or_default();
-            let shown_state = if t.state == TrialState::Running && orchestrator.is_none() {
-                "interrupted".to_string()
-            } else {
-                t.state.to_string()
-            };
+            let slurm = jobs.remove(&t.id);
+            // A Slurm job runs on without its orchestrator.
+            let job_active = slurm.as_ref().is_some_and(|j| j.ended_at.is_none());
+            let shown_state =
+                if t.state == TrialState::Running && orchestrator.is_none() && !job_active {
+                    "interrupted".to_string()
+                } else {
+                    t.state.to_string()
+                };
             TrialView {
                 scores: by_trial.remove(&t.id).unwrap_or_default(),
                 trial: t,
                 point,
                 shown_state,
+                slurm,
             }
         })
         .collect();
@@ -182,6 +194,10 @@ pub fn render_table(s: &Snapshot) -> String {
     header.extend(["state", "attempt", "progress", "loss"].map(String::from));
     header.extend(tasks.iter().cloned());
     header.push("slot".into());
+    let on_slurm = s.rows.iter().any(|r| r.slurm.is_some());
+    if on_slurm {
+        header.push("slurm job".into());
+    }
     let mut rows = vec![header];
     for r in &s.rows {
         let t = &r.trial;
@@ -237,6 +253,25 @@ pub fn render_table(s: &Snapshot) -> String {
             },
             _ => "-".into(),
         });
+        if on_slurm {
+            row.push(match &r.slurm {
+                Some(j) => {
+                    let mut cell = format!(
+                        "{} {}",
+                        j.job_id.as_deref().unwrap_or("(submitting)"),
+                        j.state.as_deref().unwrap_or("-")
+                    );
+                    if let Some(node) = &j.node {
+                        cell.push_str(&format!(" on {node}"));
+                    }
+                    if j.restarts > 0 {
+                        cell.push_str(&format!(", requeued {}x", j.restarts));
+                    }
+                    cell
+                }
+                None => "-".into(),
+            });
+        }
         rows.push(row);
     }
     let widths: Vec<usize> = (0..rows[0].len())
@@ -324,6 +359,7 @@ pub fn render_json(s: &Snapshot) -> Json {
                 "stopped_step": t.stopped_step,
                 "stopped_message": t.stopped_message,
                 "scores": scores,
+                "slurm": r.slurm.as_ref().map(job_json),
             })
         })
         .collect();

@@ -58,6 +58,16 @@ pub fn run(a: &RunArgs) -> Result<()> {
     let spec = SweepSpec::load(&a.sweep)?;
     // The data too: a bad eval path found after training costs the run.
     super::preflight::check(&spec)?;
+    if a.check && spec.resources.backend == smolsweep_config::sweep::Backend::Slurm {
+        smolsweep_orchestrator::sched::slurm::preflight(&a.sweep, &spec.resources.slurm)?;
+        println!(
+            "{}: valid sweep, {} trials, Slurm (up to {} jobs at once)",
+            a.sweep.display(),
+            spec.trial_count(),
+            spec.resources.slurm.max_concurrent
+        );
+        return Ok(());
+    }
     if a.check {
         let detected = smolsweep_orchestrator::gpu::detect(Some(&cuda_devices));
         let slots = smolsweep_orchestrator::gpu::slots(

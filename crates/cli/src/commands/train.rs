@@ -26,10 +26,20 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     // (the step in flight finishes and a checkpoint is written); either
     // way the process exits with status 4.
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+    // USR2 is Slurm's warning before the time limit (`--signal=B:USR2@N`,
+    // passed on by the job's script): the same stop, and a `preempted`
+    // event so the record says why; the job then requeues and resumes.
+    let preempted = Arc::new(AtomicBool::new(false));
+    for sig in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGUSR2,
+    ] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
+    signal_hook::flag::register(signal_hook::consts::SIGUSR2, Arc::clone(&preempted))
+        .context("installing signal handlers")?;
     let opts = RunOptions {
         resume: a.resume,
         dump_batches: a.dump_batches.clone().map(|p| (p, a.dump_steps)),
@@ -37,6 +47,15 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     };
     let outcome = smolsweep_trainer::run(&cfg, &opts, &stop, &mut StdoutEvents)
         .with_context(|| format!("training {}", a.config.display()))?;
+    if let Outcome::Stopped { step, checkpoint } = &outcome {
+        if preempted.load(std::sync::atomic::Ordering::SeqCst) {
+            use smolsweep_trainer::events::EventSink;
+            StdoutEvents.emit(smolsweep_config::TrainEvent::Preempted {
+                step: *step,
+                checkpoint: checkpoint.clone(),
+            });
+        }
+    }
     match &outcome {
         Outcome::Done { step, loss, export } => {
             tracing::info!(step, loss, export = %export.display(), "done");

@@ -17,7 +17,9 @@ use toml::Value;
 
 pub use frozen::{check_frozen, eval_growth, task_name, TaskChange, GROWABLE_EVAL_KEYS};
 pub use grid::{point_key, point_label, points, Axis, Point};
-pub use resources::{Gpus, Resources, StopRule, DEFAULT_STOP_AT};
+pub use resources::{
+    Backend, Gpus, Resources, SlurmConfig, StopRule, DEFAULT_STOP_AT, RESOURCES_KEYS, SLURM_KEYS,
+};
 
 use crate::error::ConfigError;
 use crate::eval::EvalConfig;

@@ -21,6 +21,8 @@ use crate::store::Trial;
 pub(super) enum Exit {
     Code(i32),
     Signal(i32),
+    /// Not ended: the sweep stopped and left it running (a Slurm job).
+    Left,
 }
 
 impl Exit {
@@ -28,7 +30,7 @@ impl Exit {
     pub(super) fn contract(&self) -> Option<ExitCode> {
         match self {
             Exit::Code(c) => ExitCode::from_code(*c),
-            Exit::Signal(_) => None,
+            Exit::Signal(_) | Exit::Left => None,
         }
     }
 }
@@ -41,7 +43,7 @@ pub(super) struct Child<'a> {
     pub args: Vec<String>,
     /// The trial lock, held open as the child's stdin: the lock lives as
     /// long as the process does, even past its orchestrator.
-    pub lock: &'a File,
+    pub lock: Option<&'a File>,
     pub lock_path: &'a Path,
     pub stdout: File,
     pub stderr: File,
@@ -84,9 +86,13 @@ pub(super) async fn run_child(
         stderr,
         cuda_visible_devices: cvd,
     } = child;
+    let stdin = match lock {
+        Some(lock) => Stdio::from(lock.try_clone().map_err(io_err(lock_path))?),
+        None => Stdio::null(),
+    };
     let mut cmd = tokio::process::Command::new(&ctx.program);
     cmd.args(&args)
-        .stdin(Stdio::from(lock.try_clone().map_err(io_err(lock_path))?))
+        .stdin(stdin)
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr))
         .env("CUDA_VISIBLE_DEVICES", cvd)

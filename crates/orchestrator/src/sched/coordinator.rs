@@ -21,11 +21,13 @@ use smolsweep_config::{TrialState, STOP_REQUEST_FILE};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{chain, extra, io_err, trial, Ctx, RunError};
+use super::launch::Launcher;
+use super::{chain, extra, io_err, slurm, trial, Ctx, RunError};
 use crate::gpu::{self, Slot};
 use crate::locks::{self, OrchestratorLock};
 use crate::progress::ProgressDisplay;
 use crate::store::{Store, StoreError, TaskFiles, Trial, TrialOutcome, DEFAULT_SET};
+use smolsweep_config::sweep::Backend;
 use smolsweep_config::{EvalConfig, SweepSpec};
 
 /// How often the orchestrator and its trials prove they are alive.
@@ -79,6 +81,12 @@ type Finished = (Slot, Trial, ProgressBar, TrialOutcome);
 
 /// Runs (or resumes) a sweep to completion or interruption.
 pub async fn run(spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunError> {
+    let on_slurm = spec.resources.backend == Backend::Slurm;
+    if on_slurm {
+        // sbatch missing or a partition Slurm lacks: refused before the
+        // sweep is recorded.
+        slurm::preflight(&spec.file, &spec.resources.slurm)?;
+    }
     std::fs::create_dir_all(&spec.output_dir).map_err(io_err(&spec.output_dir))?;
     if let Some(parent) = spec.db.parent() {
         std::fs::create_dir_all(parent).map_err(io_err(parent))?;
@@ -91,7 +99,17 @@ pub async fn run(spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunE
             .as_deref()
             .map(|f| f as &dyn Fn() -> usize),
     );
-    let slots = gpu::slots(&spec.resources, &detected, &spec.file.display().to_string())?;
+    let slots = if on_slurm {
+        // Slurm places the jobs; a slot is a job the sweep may have queued.
+        (0..spec.resources.slurm.max_concurrent as usize)
+            .map(|index| Slot {
+                index,
+                cuda_visible_devices: String::new(),
+            })
+            .collect()
+    } else {
+        gpu::slots(&spec.resources, &detected, &spec.file.display().to_string())?
+    };
     let store = Store::open(&spec.db).await?;
     let pid = std::process::id();
     let eval_grew = store
@@ -143,16 +161,34 @@ pub async fn run(spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunE
         spec.name
     );
 
-    let adopt = orphans(&spec, &store).await?;
+    let adopt = orphans(&spec, &store, on_slurm).await?;
 
     let (tx, rx) = watch::channel(0u8);
     let signals = tokio::spawn(watch_signals(tx));
+    let launcher = if on_slurm {
+        Launcher::Slurm(Box::new(slurm::Slurm::new(
+            spec.resources.slurm.clone(),
+            &spec.name,
+            &spec.db,
+        )))
+    } else {
+        Launcher::Local
+    };
+    let poller = match &launcher {
+        Launcher::Slurm(s) => Some(tokio::spawn(s.poller())),
+        Launcher::Local => None,
+    };
     let ctx = Arc::new(Ctx {
         spec,
         store: store.clone(),
         program: opts.program,
         shutdown: rx.clone(),
-        cpu_threads: gpu::cpu_threads(&slots),
+        cpu_threads: if on_slurm {
+            None
+        } else {
+            gpu::cpu_threads(&slots)
+        },
+        launcher,
     });
 
     let all = store.trials().await?;
@@ -179,9 +215,14 @@ pub async fn run(spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunE
             .adopt(t.id, slot.index, &slot.cuda_visible_devices)
             .await?;
         progress.note(&format!(
-            "trial {} ({}) is still running from a previous orchestrator: waiting for it",
+            "trial {} ({}) is still running from a previous orchestrator: {}",
             t.id,
-            label_of(&t)
+            label_of(&t),
+            if on_slurm {
+                "following its Slurm job"
+            } else {
+                "waiting for it"
+            }
         ));
         running.push(t.id);
         spawn_trial(&mut tasks, &ctx, &progress, t, slot, true);
@@ -235,7 +276,9 @@ pub async fn run(spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunE
             _ = shutdown.changed() => {
                 interrupted = true;
                 let level = *shutdown.borrow();
-                progress.note(if level == 1 {
+                progress.note(if on_slurm {
+                    "leaving: the Slurm jobs keep running; `run` again to follow them"
+                } else if level == 1 {
                     "stopping: trials checkpoint and exit (Ctrl-C again to kill them)"
                 } else {
                     "killing trials; they resume from their last checkpoint next time"
@@ -279,6 +322,12 @@ pub async fn run(spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunE
         }
     }
     signals.abort();
+    if let Some(p) = poller {
+        p.abort();
+    }
+    if let Launcher::Slurm(s) = &ctx.launcher {
+        tracing::debug!(calls = s.squeue_calls(), "squeue calls this run");
+    }
     progress.finish();
     store.release().await?;
     let trials = store.trials().await?;
@@ -371,6 +420,8 @@ pub async fn eval_sweep(
         program: opts.program,
         shutdown: rx,
         cpu_threads: gpu::cpu_threads(&slots),
+        // Evaluations outside a trial's lifecycle run here.
+        launcher: Launcher::Local,
     });
     let progress = ProgressDisplay::new(jobs.len() as u64, 0, opts.progress);
     let s = extra::run_jobs(&ctx, slots, jobs, &progress, true).await?;
@@ -425,11 +476,17 @@ async fn reopen_stopped_early(spec: &SweepSpec, store: &Store) -> Result<usize, 
 }
 
 /// Trials a previous orchestrator left running: an orphan still holds the
-/// trial lock (returned, to adopt), or nothing does (back to pending).
-async fn orphans(spec: &SweepSpec, store: &Store) -> Result<Vec<Trial>, RunError> {
+/// trial lock (returned, to adopt), or nothing does (back to pending). On
+/// Slurm every one is adopted: its attempt's job (or the intent to submit
+/// it) is in the record, and following it finds out how it is doing.
+async fn orphans(spec: &SweepSpec, store: &Store, on_slurm: bool) -> Result<Vec<Trial>, RunError> {
     let mut adopt = Vec::new();
     for t in store.trials().await? {
         if t.state != TrialState::Running {
+            continue;
+        }
+        if on_slurm {
+            adopt.push(t);
             continue;
         }
         let lock_path = spec.output_dir.join(&t.dir).join("lock");
@@ -515,6 +572,10 @@ fn describe(t: &Trial, outcome: &TrialOutcome, state: TrialState) -> String {
         TrialOutcome::Failed { reason, .. } => format!(
             "trial {} ({label}) failed for good after attempt {}: {reason}",
             t.id, t.attempt
+        ),
+        TrialOutcome::LeftRunning => format!(
+            "trial {} ({label}) left running in Slurm; `run` again follows it",
+            t.id
         ),
         TrialOutcome::Interrupted { reason } => {
             format!(

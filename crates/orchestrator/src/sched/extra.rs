@@ -269,7 +269,7 @@ async fn evaluate(ctx: &Ctx, job: &Job, slot: &Slot) -> Result<Outcome, RunError
     let child = Child {
         stage: "eval",
         args,
-        lock: &lock,
+        lock: Some(&lock),
         lock_path: &lock_path,
         stdout: out,
         stderr: log_file,
@@ -288,6 +288,7 @@ async fn evaluate(ctx: &Ctx, job: &Job, slot: &Slot) -> Result<Outcome, RunError
             }
         }
         _ if stopping => Outcome::Interrupted,
+        Exit::Left => Outcome::Interrupted,
         Exit::Code(c) => {
             Outcome::Failed(format!("eval exited with status {c}: {}", log_reason(&log)))
         }

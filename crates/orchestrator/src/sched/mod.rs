@@ -26,13 +26,20 @@
 //!   in a [`TrialOutcome`](crate::store::TrialOutcome);
 //! - `extra`: evaluations of completed trials outside their lifecycle
 //!   (tasks added to `[eval]`, `eval-sweep`'s results sets);
+//! - `launch`: the launcher interface: one stage of an attempt, run as
+//!   a local child process (`child`) or in the attempt's Slurm job
+//!   (`slurm`);
 //! - `child`: one child process: spawn, process group, signals, exit;
+//! - `slurm`: the Slurm backend: batch scripts, sbatch, one squeue per
+//!   round, repair after a crash;
 //! - `tail`: the trial's event file: new lines, training state;
 //! - `stop_rule`: the median stopping rule, watching a trial's events.
 
 mod child;
 mod coordinator;
 mod extra;
+mod launch;
+pub mod slurm;
 mod stop_rule;
 mod tail;
 mod trial;
@@ -58,6 +65,8 @@ pub enum RunError {
     Lock(#[from] locks::LockError),
     #[error(transparent)]
     Gpu(#[from] gpu::GpuError),
+    #[error(transparent)]
+    Slurm(#[from] slurm::SlurmError),
     #[error("{path}")]
     Io {
         path: PathBuf,
@@ -97,6 +106,8 @@ struct Ctx {
     shutdown: watch::Receiver<u8>,
     /// OMP_NUM_THREADS for trials on CPU slots (see `gpu::cpu_threads`).
     cpu_threads: Option<usize>,
+    /// Local child processes or Slurm jobs.
+    launcher: launch::Launcher,
 }
 
 impl Ctx {

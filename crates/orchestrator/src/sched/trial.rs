@@ -13,8 +13,10 @@ use indicatif::ProgressBar;
 use serde_json::Value as Json;
 use smolsweep_config::{ExitCode, STOP_REQUEST_FILE};
 
-use super::child::{append, log_reason, run_child, stop_signal, Child, Exit};
+use super::child::{append, log_reason, stop_signal, Exit};
 use super::extra::eval_command;
+use super::launch::StageRun;
+use super::slurm::Plan;
 use super::stop_rule::StopWatch;
 use super::tail::{train_state, EventTail, TrainState};
 use super::{io_err, Ctx, RunError, TAIL_EVERY};
@@ -73,10 +75,19 @@ pub(super) async fn run_trial(
         trial.step.unwrap_or(0).max(0) as u64,
     ));
     let lock_path = dir.join("lock");
+    let local = ctx.launcher.is_local();
     if adopted {
-        bar.set_message("adopted: waiting for the previous orchestrator's process");
+        bar.set_message(if local {
+            "adopted: waiting for the previous orchestrator's process"
+        } else {
+            "adopted: following its Slurm job"
+        });
     }
-    let lock = take_lock(ctx, &lock_path, &mut events).await?;
+    let lock = if local {
+        Some(take_lock(ctx, &lock_path, &mut events).await?)
+    } else {
+        None
+    };
     // Whatever an earlier process of this trial wrote after the last
     // recording (up to its exit) is recorded before anything else happens.
     events.read(&ctx.store).await?;
@@ -96,15 +107,22 @@ pub(super) async fn run_trial(
     );
     std::fs::write(&config_path, text).map_err(io_err(&config_path))?;
 
-    let stage = Stage {
+    let mut stage = Stage {
         ctx,
         trial,
         slot,
         dir: &dir,
-        lock: &lock,
+        lock: lock.as_ref(),
         lock_path: &lock_path,
         bar,
+        plan: Plan {
+            train_args: train_args(&config_path),
+            eval_args: None,
+        },
     };
+    // A Slurm job runs its eval right after training, on the export the
+    // event file names (the script puts it in).
+    stage.plan.eval_args = stage.eval_args(Path::new(super::slurm::EXPORT));
     match stage.train(&config_path, &mut events).await? {
         Trained::Export(export) => stage.eval(&export).await,
         Trained::StoppedEarly {
@@ -157,6 +175,15 @@ async fn take_lock(
     }
 }
 
+fn train_args(config_path: &Path) -> Vec<String> {
+    vec![
+        "train".to_string(),
+        "--config".to_string(),
+        config_path.display().to_string(),
+        "--resume".to_string(),
+    ]
+}
+
 /// How the train stage ended: an export to evaluate (of the whole plan, or
 /// of a run a stop request ended), or the trial's outcome.
 enum Trained {
@@ -175,9 +202,11 @@ struct Stage<'a> {
     trial: &'a Trial,
     slot: &'a Slot,
     dir: &'a Path,
-    lock: &'a File,
+    lock: Option<&'a File>,
     lock_path: &'a Path,
     bar: &'a ProgressBar,
+    /// What the attempt runs (a Slurm job runs all of it).
+    plan: Plan,
 }
 
 impl Stage<'_> {
@@ -253,23 +282,26 @@ impl Stage<'_> {
             }
             let log = self.dir.join("train.log");
             let log_file = self.log_header(&log, true)?;
-            let args = vec![
-                "train".to_string(),
-                "--config".to_string(),
-                config_path.display().to_string(),
-                "--resume".to_string(),
-            ];
             self.bar.set_message("training");
-            let child = Child {
+            let run = StageRun {
                 stage: "train",
-                args,
+                args: train_args(config_path),
                 lock: self.lock,
                 lock_path: self.lock_path,
                 stdout: append(events.path())?,
                 stderr: log_file,
                 cuda_visible_devices: &self.slot.cuda_visible_devices,
+                plan: &self.plan,
+                dir: self.dir,
             };
-            let exit = run_child(self.ctx, self.trial, child, Some(&mut *events)).await?;
+            let exit = self
+                .ctx
+                .launcher
+                .run(self.ctx, self.trial, run, Some(&mut *events))
+                .await?;
+            if let Exit::Left = exit {
+                return Ok(Trained::Ended(TrialOutcome::LeftRunning));
+            }
             trained_here = true;
             let stopping = self.ctx.shutdown_level() > 0;
             let outcome = match (exit.contract(), exit) {
@@ -297,6 +329,7 @@ impl Stage<'_> {
                 },
                 (Some(ExitCode::Stopped), _) if stopping => interrupted("stopped at a checkpoint"),
                 (_, Exit::Signal(_)) if stopping => interrupted("killed"),
+                (_, Exit::Left) => TrialOutcome::LeftRunning,
                 (_, Exit::Code(c)) => TrialOutcome::Failed {
                     stage: "train".into(),
                     exit_status: Some(c as i64),
@@ -330,7 +363,7 @@ impl Stage<'_> {
         let log_file = self.log_header(&log, false)?;
         let out = log_file.try_clone().map_err(io_err(&log))?;
         self.bar.set_message("evaluating");
-        let child = Child {
+        let run = StageRun {
             stage: "eval",
             args,
             lock: self.lock,
@@ -338,10 +371,17 @@ impl Stage<'_> {
             stdout: out,
             stderr: log_file,
             cuda_visible_devices: &self.slot.cuda_visible_devices,
+            plan: &self.plan,
+            dir: self.dir,
         };
-        let exit = run_child(self.ctx, self.trial, child, None).await?;
+        let exit = self
+            .ctx
+            .launcher
+            .run(self.ctx, self.trial, run, None)
+            .await?;
         let stopping = self.ctx.shutdown_level() > 0;
         Ok(match exit {
+            Exit::Left => TrialOutcome::LeftRunning,
             Exit::Code(c) if ExitCode::from_code(c) == Some(ExitCode::Done) => {
                 match read_results(&results) {
                     Some(doc) => completed(doc),

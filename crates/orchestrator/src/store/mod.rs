@@ -15,10 +15,12 @@
 //! - `results`: eval scores, flattened from `results.json`;
 //! - `sets`: results sets, the data behind each task's scores, and the
 //!   rule for a grown `[eval]`;
+//! - `jobs`: Slurm jobs of trial attempts (intent, id, state, node);
 //! - `tx`: the one write transaction every change goes through.
 
 mod curves;
 mod events;
+mod jobs;
 mod record;
 mod results;
 mod sets;
@@ -31,6 +33,7 @@ use sqlx::SqlitePool;
 
 pub use curves::Curve;
 pub use events::{EventLine, EventRow};
+pub use jobs::{job_json, SlurmJob};
 pub use record::SweepRow;
 pub use results::{flatten_results, RecordedScore, Score};
 pub use sets::{

@@ -110,6 +110,9 @@ pub enum TrialOutcome {
     },
     /// Stopped on request (Ctrl-C) or lost its process: resumes next time.
     Interrupted { reason: String },
+    /// The sweep stopped and left it running (a Slurm job): it stays
+    /// `running`, and the next `run` follows it again.
+    LeftRunning,
 }
 
 /// The `attempts` row a finished attempt leaves: its outcome, exit status
@@ -342,6 +345,12 @@ impl Store {
                 .unwrap_or_default(),
             _ => Vec::new(),
         };
+        if let TrialOutcome::LeftRunning = outcome {
+            let mut w = self.write().await?;
+            w.log_event(Some(id), "left running", &Json::Null).await?;
+            w.commit().await?;
+            return Ok(TrialState::Running);
+        }
         let mut w = self.write().await?;
         let (attempt, claimed_at, stage): (i64, Option<f64>, Option<String>) =
             sqlx::query_as("SELECT attempt, claimed_at, stage FROM trials WHERE id = ?")
@@ -449,6 +458,7 @@ impl Store {
                 .await?;
                 (state, Some(("failed", *exit_status, Some(reason.clone()))))
             }
+            TrialOutcome::LeftRunning => (TrialState::Running, None),
             TrialOutcome::Interrupted { reason } => {
                 w.execute(
                     sqlx::query(
