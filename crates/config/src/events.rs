@@ -272,11 +272,12 @@ mod tests {
             tokens: 10,
             tokens_per_s: 5.0,
             elapsed_s: 2.0,
+            total_steps: 4,
             preference,
         };
         let line = step(Some(m)).to_line();
         assert!(
-            line.ends_with(r#""elapsed_s":2.0,"rewards/chosen":1.0,"rewards/rejected":-2.5,"rewards/accuracy":1.0,"rewards/margin":3.5,"logps/chosen":-1.0,"logps/rejected":-2.0}"#),
+            line.ends_with(r#""elapsed_s":2.0,"total_steps":4,"rewards/chosen":1.0,"rewards/rejected":-2.5,"rewards/accuracy":1.0,"rewards/margin":3.5,"logps/chosen":-1.0,"logps/rejected":-2.0}"#),
             "{line}"
         );
         assert_eq!(TrainEvent::parse(&line), Some(step(Some(m))));
