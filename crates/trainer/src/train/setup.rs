@@ -18,7 +18,7 @@ use crate::config::{self, InitKind, MicroBatch, TrialConfig};
 use crate::data::{self, DataSpec, Loaded, Samples};
 use crate::error::Result;
 use crate::loss::{chunked_lm_loss, DEFAULT_CHUNK};
-use crate::optim::AdamW;
+use crate::optim::{self, Optimizer};
 
 /// A trial ready to train: what the loop reads, and the model and
 /// optimizer it updates.
@@ -32,7 +32,7 @@ pub(super) struct Trainer<'a> {
     pub pad: u32,
     pub data: Loaded,
     pub model: Llama,
-    pub opt: AdamW,
+    pub opt: Box<dyn Optimizer>,
     pub plan: Plan,
     pub micro_batch_size: usize,
     /// [`fingerprint`] of `cfg`, written into every checkpoint.
@@ -71,7 +71,7 @@ impl<'a> Trainer<'a> {
         let template = template_for(cfg, &tok)?;
         let data = load_data(cfg, &tok, &template, stop)?;
         let model = init_model(cfg, &model_dir, device, kind)?;
-        let opt = AdamW::new(
+        let opt = optim::adamw(
             model.vs.variables().into_iter().collect(),
             cfg.adam_beta1,
             cfg.adam_beta2,
