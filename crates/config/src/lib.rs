@@ -23,7 +23,9 @@ pub mod trial;
 pub mod value;
 
 pub use benchmarks::Task;
-pub use enums::{ChatTemplate, DType, DeviceSpec, InitKind, LossReduction, MicroBatch, Schedule};
+pub use enums::{
+    Attention, ChatTemplate, DType, DeviceSpec, InitKind, LossReduction, MicroBatch, Schedule,
+};
 pub use error::ConfigError;
 pub use eval::EvalConfig;
 pub use events::{DivergenceRule, TrainEvent, STOP_REQUEST_FILE};

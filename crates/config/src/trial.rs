@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::enums::{
-    ChatTemplate, DType, DeviceSpec, InitKind, LossReduction, MicroBatch, Schedule,
+    Attention, ChatTemplate, DType, DeviceSpec, InitKind, LossReduction, MicroBatch, Schedule,
 };
 use crate::error::ConfigError;
 use crate::keys::{check_table, fill_defaults, schema, KeyError, Kind, Range};
@@ -74,6 +74,8 @@ schema! {
     device: DeviceSpec = "\"auto\"", Kind::Device;
     /// "auto" (f32 on CPU, bf16 on CUDA), "f32" or "bf16".
     dtype: DType = "\"auto\"", Kind::Choice(DType::NAMES);
+    /// Attention over packed rows: "auto" (varlen flash attention on CUDA in bf16 with a supported head dim, else masked SDPA), "varlen" or "sdpa".
+    attention: Attention = "\"auto\"", Kind::Choice(Attention::NAMES);
     /// Tokenised-data cache shared by trials (default $SMOLSWEEP_CACHE or ~/.cache/smolsweep).
     cache_dir: Option<PathBuf> = unset, Kind::NewPath;
 }

@@ -4,5 +4,5 @@
 
 pub use smolsweep_config::trial::{TrialConfig, TRIAL_KEYS};
 pub use smolsweep_config::{
-    ChatTemplate, DType, DeviceSpec, InitKind, LossReduction, MicroBatch, Schedule,
+    Attention, ChatTemplate, DType, DeviceSpec, InitKind, LossReduction, MicroBatch, Schedule,
 };

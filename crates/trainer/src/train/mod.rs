@@ -105,6 +105,8 @@ pub fn fingerprint(c: &TrialConfig) -> String {
             "device",
             "cache_dir",
             "micro_batch_size",
+            // Which kernel computes attention, not what it computes.
+            "attention",
             // When to give up on a run, not how it trains.
             "divergence_patience",
             "divergence_loss",
@@ -379,5 +381,18 @@ mod tests {
         );
         assert_eq!(fingerprint(&other_rules), base);
         assert_ne!(fingerprint(&config(d.path(), "seed = 1\n")), base);
+    }
+
+    /// Which attention kernel runs is not part of the trajectory's
+    /// identity: checkpoints written before the key existed, or under
+    /// another choice, resume.
+    #[test]
+    fn the_fingerprint_ignores_the_attention_kernel() {
+        let d = tempfile::tempdir().expect("tmp");
+        let base = fingerprint(&config(d.path(), ""));
+        for a in ["auto", "varlen", "sdpa"] {
+            let c = config(d.path(), &format!("attention = \"{a}\"\n"));
+            assert_eq!(fingerprint(&c), base, "{a}");
+        }
     }
 }

@@ -71,6 +71,9 @@ impl<'a> Trainer<'a> {
         let template = template_for(cfg, &tok)?;
         let data = load_data(cfg, &tok, &template, stop)?;
         let model = init_model(cfg, &model_dir, device, kind)?;
+        if cfg.packing {
+            model.set_attention(cfg.attention)?;
+        }
         let opt = optim::adamw(
             model.vs.variables().into_iter().collect(),
             cfg.adam_beta1,

@@ -6,7 +6,7 @@ use smolsweep_model::llama::AttnMask;
 
 use super::dump::BatchDump;
 use super::setup::Trainer;
-use crate::batch::{micro_batches, step_samples, MicroBatch};
+use crate::batch::{micro_batches_with, step_samples, MicroBatch};
 use crate::config::LossReduction;
 use crate::error::Result;
 use crate::loss::{chunked_lm_loss, DEFAULT_CHUNK};
@@ -70,7 +70,7 @@ impl Trainer<'_> {
     fn micro_batches(&self, step: u64, order: &mut OrderCache) -> (u64, Vec<MicroBatch>) {
         let (p, cfg) = (&self.plan, self.cfg);
         let (epoch, samples) = step_samples(p.samples, p.batch_size, cfg.seed, step, order);
-        let mbatches = micro_batches(
+        let mbatches = micro_batches_with(
             &self.data,
             &samples,
             self.micro_batch_size,
@@ -78,6 +78,8 @@ impl Trainer<'_> {
             cfg.max_seq_len,
             self.pad,
             self.device,
+            // Varlen attention needs the spans only.
+            !self.model.uses_varlen(),
         );
         (epoch, mbatches)
     }
@@ -95,10 +97,14 @@ impl Trainer<'_> {
     /// Forward and backward of one micro-batch, its loss weighted by
     /// `scale`; returns its share of the step's loss.
     fn forward_backward(&self, mb: &MicroBatch, scale: f64) -> Result<f64> {
-        let mask = mb
-            .mask
-            .as_ref()
-            .map_or(AttnMask::Causal, AttnMask::Explicit);
+        let mask = match (&mb.varlen, &mb.mask) {
+            (Some(varlen), m) => AttnMask::Packed {
+                mask: m.as_ref(),
+                varlen,
+            },
+            (None, Some(m)) => AttnMask::Explicit(m),
+            (None, None) => AttnMask::Causal,
+        };
         let hidden = self
             .model
             .forward_hidden(&mb.ids, &mb.positions, mask, None)?;
