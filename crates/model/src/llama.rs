@@ -142,6 +142,24 @@ pub struct Llama {
     attention: AtomicU8,
 }
 
+/// RMSNorm as transformers computes it: normalise in fp32, cast back to
+/// `x`'s dtype, then scale (three passes over `x` in low precision).
+fn rms_norm_as_transformers(x: &Tensor, w: &Tensor, eps: f64) -> Tensor {
+    let y = x
+        .to_kind(Kind::Float)
+        .rms_norm([x.size()[x.dim() - 1]], None::<Tensor>, eps)
+        .to_kind(x.kind());
+    y * w
+}
+
+/// RMSNorm by libtorch's `rms_norm` with the weight inside (one fused
+/// kernel on CUDA, fp32 accumulation): it rounds once where transformers
+/// rounds twice, so it differs from [`rms_norm_as_transformers`] by at
+/// most about one bf16 step (tested).
+fn rms_norm_fused(x: &Tensor, w: &Tensor, eps: f64) -> Tensor {
+    x.rms_norm([x.size()[x.dim() - 1]], Some(w), eps)
+}
+
 /// Attention of packed rows by a varlen `kernel`: q `[B, H, T, D]` and
 /// k/v `[B, KV, T, D]` go in as the `[B * T, heads, D]` token layout of
 /// varlen kernels; the result comes back as `[B, T, H * D]`.
@@ -333,13 +351,12 @@ impl Llama {
     }
 
     fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Tensor {
-        // As transformers: normalise in fp32, cast back, then scale.
         let eps = self.config.rms_norm_eps;
-        let y = x
-            .to_kind(Kind::Float)
-            .rms_norm([x.size()[x.dim() - 1]], None::<Tensor>, eps)
-            .to_kind(self.kind);
-        y * w
+        if self.kind == Kind::Float {
+            rms_norm_as_transformers(x, w, eps)
+        } else {
+            rms_norm_fused(x, w, eps)
+        }
     }
 
     /// RoPE tables `[B, 1, T, head_dim]` for the given positions `[B, T]`.
@@ -593,6 +610,14 @@ mod tests {
         assert!(diff < 1e-4, "max diff {diff}");
     }
 
+    /// Deterministic test values of `shape` (libtorch's global generator
+    /// is shared by tests running at once).
+    fn wave(shape: &[i64], f: f64) -> Tensor {
+        let n: i64 = shape.iter().product();
+        let i = Tensor::arange(n, (Kind::Float, Device::Cpu));
+        ((&i * f).sin() + (&i * (f * 0.131)).cos() * 0.5).view(shape)
+    }
+
     /// The varlen token layout with a reference kernel (causal SDPA span
     /// by span) gives what masked SDPA gives for the same packed rows:
     /// the layout and the spans are right, whatever kernel runs on them.
@@ -603,10 +628,9 @@ mod tests {
         let seg = [0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2, -1, -2];
         let varlen = Varlen::from_segments(&seg, b as usize, t as usize, Device::Cpu);
         let mask = varlen.implied_mask(b as usize, t as usize);
-        tch::manual_seed(3);
-        let q = Tensor::randn([b, h, t, d], (Kind::Float, Device::Cpu));
-        let k = Tensor::randn([b, kv, t, d], (Kind::Float, Device::Cpu));
-        let v = Tensor::randn([b, kv, t, d], (Kind::Float, Device::Cpu));
+        let q = wave(&[b, h, t, d], 0.7);
+        let k = wave(&[b, kv, t, d], 1.3);
+        let v = wave(&[b, kv, t, d], 2.9);
         let want =
             Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, None, true)
                 .transpose(1, 2)
@@ -676,6 +700,45 @@ mod tests {
             .max()
             .double_value(&[]);
         assert!(diff < 1e-5, "max diff {diff}");
+    }
+
+    /// bf16: the fused norm is within a bf16 rounding step of
+    /// transformers' cast -> norm -> cast -> scale, and no further than it
+    /// from the fp32 computation on the same inputs, values and gradients.
+    #[test]
+    fn the_fused_bf16_rms_norm_is_within_a_rounding_step() {
+        let x = (wave(&[64, 96], 0.37) * 3.0).to_kind(Kind::BFloat16);
+        let w = (wave(&[96], 1.91) * 0.2 + 1.0).to_kind(Kind::BFloat16);
+        let up = wave(&[64, 96], 2.3).to_kind(Kind::BFloat16);
+        let run = |f: fn(&Tensor, &Tensor, f64) -> Tensor, kind: Kind| {
+            let x = x.to_kind(kind).set_requires_grad(true);
+            let w = w.to_kind(kind).set_requires_grad(true);
+            let y = f(&x, &w, 1e-5);
+            assert_eq!(y.kind(), kind);
+            let loss = (&y * up.to_kind(kind)).sum(Kind::Float);
+            let g = Tensor::run_backward(&[loss], &[&x, &w], false, false);
+            [&y.detach(), &g[0], &g[1]].map(|t| t.to_kind(Kind::Float))
+        };
+        let today = run(rms_norm_as_transformers, Kind::BFloat16);
+        let fused = run(rms_norm_fused, Kind::BFloat16);
+        let exact = run(rms_norm_as_transformers, Kind::Float);
+        let rel =
+            |a: &Tensor, b: &Tensor| (a - b).norm().double_value(&[]) / b.norm().double_value(&[]);
+        // Values: one bf16 step is 2^-8 of the value (2^-7 at a tie).
+        let step = ((&fused[0] - &today[0]).abs() / (today[0].abs() + 1e-2))
+            .max()
+            .double_value(&[]);
+        assert!(
+            step <= 2f64.powi(-7),
+            "values differ by {step} of themselves"
+        );
+        for (i, what) in ["values", "grad x", "grad w"].iter().enumerate() {
+            let (f, t) = (rel(&fused[i], &exact[i]), rel(&today[i], &exact[i]));
+            assert!(
+                f <= t * 1.25 + 1e-4,
+                "{what}: fused {f} vs today's {t} from fp32"
+            );
+        }
     }
 
     #[test]

@@ -61,6 +61,9 @@ pub struct MicroBatch {
     pub varlen: Option<Varlen>,
     /// `[R * L]` next-token targets, -100 where there is no label.
     pub targets: Tensor,
+    /// Indices into `targets` of the labelled positions (found on the
+    /// host, so the step need not ask the device for them).
+    pub labelled: Tensor,
     /// Positions with a target.
     pub label_tokens: i64,
     /// Real (non-pad) tokens.
@@ -183,7 +186,10 @@ pub fn micro_batches_with(
                 tgt.extend(&row.tgt);
                 tgt.extend(std::iter::repeat_n(-100, pad));
             }
-            let label_tokens = tgt.iter().filter(|&&t| t != -100).count() as i64;
+            let labelled: Vec<i64> = (0..tgt.len() as i64)
+                .filter(|&i| tgt[i as usize] != -100)
+                .collect();
+            let label_tokens = labelled.len() as i64;
             let t = |v: &[i64]| Tensor::from_slice(v).view([r, l]).to_device(device);
             let varlen =
                 packing.then(|| Varlen::from_segments(&seg, r as usize, l as usize, device));
@@ -199,6 +205,7 @@ pub fn micro_batches_with(
                 mask,
                 varlen,
                 targets: Tensor::from_slice(&tgt).to_device(device),
+                labelled: Tensor::from_slice(&labelled).to_device(device),
                 label_tokens,
                 tokens,
             }
@@ -260,6 +267,8 @@ mod tests {
         assert_eq!(tgt[..5], [1, 2, -100, 11, -100]);
         assert_eq!(mb.tokens, 9);
         assert_eq!(mb.label_tokens, 2 + 1 + 3);
+        let sel = mb.targets.ne(-100).nonzero().squeeze_dim(1);
+        assert!(mb.labelled.equal(&sel));
     }
 
     /// The spans varlen attention gets imply exactly the block-diagonal
