@@ -170,7 +170,7 @@ fn train_step(a: &crate::args::BenchTrainArgs) -> Result<()> {
         "{}",
         serde_json::json!({
             "impl": "smolsweep", "bench": "train", "loss": format!("{:?}", a.loss).to_lowercase(),
-            "optimizer": format!("{:?}", a.optimizer).to_lowercase(), "optimizer_median_s": opt_median,
+            "optimizer": clap::ValueEnum::to_possible_value(&a.optimizer).map(|v| v.get_name().to_owned()), "optimizer_median_s": opt_median,
             "params": model.config.num_parameters(), "batch": b, "seq": t,
             "median_s": median, "tokens_per_s": (b * t) as f64 / median,
             "peak_rss_mib": peak_rss_mib(), "rss_before_steps_mib": rss_before,
