@@ -148,6 +148,16 @@ pub enum LossImpl {
     Plain,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OptimImpl {
+    /// Flat buffers, libtorch's fused AdamW kernel (what `train` uses).
+    Fused,
+    /// Flat buffers, the update as a handful of flat tensor ops.
+    Flat,
+    /// One update per parameter tensor (the reference).
+    PerTensor,
+}
+
 #[derive(Debug, Args)]
 pub struct BenchTrainArgs {
     /// Model directory (its config.json decides the shape).
@@ -164,6 +174,9 @@ pub struct BenchTrainArgs {
     pub steps: usize,
     #[arg(long, value_enum, default_value = "chunked")]
     pub loss: LossImpl,
+    /// The AdamW implementation (run once per variant to compare).
+    #[arg(long, value_enum, default_value = "fused")]
+    pub optimizer: OptimImpl,
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
 }

@@ -127,6 +127,18 @@ word_enum! {
 }
 
 word_enum! {
+    /// How attention runs over packed rows.
+    Attention {
+        /// Varlen flash attention on CUDA in bf16 with a supported head dim, else masked SDPA.
+        Auto = "auto",
+        /// Varlen flash attention (an error where it cannot run).
+        Varlen = "varlen",
+        /// Scaled dot-product attention with the block-diagonal mask.
+        Sdpa = "sdpa",
+    }
+}
+
+word_enum! {
     /// Compute dtype.
     DType {
         /// f32 on the CPU, bf16 on CUDA.

@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::enums::{
-    ChatTemplate, DType, DeviceSpec, DpoLoss, Forward, InitKind, LossReduction, MicroBatch,
-    Schedule, Stage,
+    Attention, ChatTemplate, DType, DeviceSpec, DpoLoss, Forward, InitKind, LossReduction,
+    MicroBatch, Schedule, Stage,
 };
 use crate::error::ConfigError;
 use crate::keys::{check_table, fill_defaults, schema, KeyError, Kind, Range};
@@ -80,6 +80,8 @@ schema! {
     device: DeviceSpec = "\"auto\"", Kind::Device;
     /// "auto" (f32 on CPU, bf16 on CUDA), "f32" or "bf16".
     dtype: DType = "\"auto\"", Kind::Choice(DType::NAMES);
+    /// Attention over packed rows: "auto" (varlen flash attention on CUDA in bf16 with a supported head dim, else masked SDPA), "varlen" or "sdpa".
+    attention: Attention = "\"auto\"", Kind::Choice(Attention::NAMES);
     /// Tokenised-data cache shared by trials (default $SMOLSWEEP_CACHE or ~/.cache/smolsweep).
     cache_dir: Option<PathBuf> = unset, Kind::NewPath;
     /// DPO: strength of the KL penalty; default 5 with "dpo_norm", 0.1 with "dpo".

@@ -70,6 +70,10 @@ pub enum ModelError {
     Generate(String),
     #[error("libtorch")]
     Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Kernel(#[from] smolsweep_kernels::KernelError),
+    #[error("attention = \"{want}\": {msg}")]
+    Attention { want: String, msg: String },
 }
 
 impl ModelError {

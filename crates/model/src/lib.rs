@@ -17,6 +17,7 @@ pub mod hf;
 pub mod llama;
 pub mod mmap;
 pub mod tokenizer;
+pub mod varlen;
 
 pub use chat::{ChatTemplate, Message};
 pub use config::LlamaConfig;
@@ -26,3 +27,4 @@ pub use generate::{GenerateOptions, Generation, StopReason};
 pub use hf::LoadedModel;
 pub use llama::{KvCache, Llama};
 pub use tokenizer::TextTokenizer;
+pub use varlen::Varlen;

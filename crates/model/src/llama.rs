@@ -8,12 +8,28 @@
 //! are a walk over the store, and the trainer can hand the same store to
 //! its optimizer. The maths follows `transformers`' `modeling_llama.py`
 //! (norms in fp32, RoPE tables in fp32) so that logits match it closely.
+//!
+//! Packed rows ([`AttnMask::Packed`]) attend either by masked SDPA (the
+//! CPU path and the reference) or by varlen flash attention on CUDA
+//! ([`Llama::set_attention`]), which needs no mask at all.
+
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use tch::nn::{self, Init};
 use tch::{Device, Kind, Tensor};
 
+pub use smolsweep_config::Attention;
+
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
+use crate::varlen::Varlen;
+
+/// [`Llama::attention`] states: masked SDPA, varlen flash attention
+/// chosen by "auto" (falls back to SDPA if the kernel fails), or insisted
+/// on by "varlen" (a kernel failure is an error).
+const ATTN_SDPA: u8 = 0;
+const ATTN_VARLEN_AUTO: u8 = 1;
+const ATTN_VARLEN_FORCED: u8 = 2;
 
 /// How queries may attend to keys in one forward call.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +40,13 @@ pub enum AttnMask<'a> {
     Full,
     /// An explicit boolean mask `[B, 1, T, S]`, true = may attend.
     Explicit(&'a Tensor),
+    /// Packed rows (no cache): causal attention inside each span of
+    /// `varlen`. `mask` is the same attention as a block-diagonal mask for
+    /// the SDPA path; when absent it is built from `varlen` if needed.
+    Packed {
+        mask: Option<&'a Tensor>,
+        varlen: &'a Varlen,
+    },
 }
 
 /// Key/value cache for incremental decoding: one preallocated
@@ -115,6 +138,41 @@ pub struct Llama {
     inv_freq: Tensor,
     kind: Kind,
     device: Device,
+    /// How packed rows attend (`ATTN_*`); set by [`Llama::set_attention`].
+    attention: AtomicU8,
+}
+
+/// RMSNorm as transformers computes it: normalise in fp32, cast back to
+/// `x`'s dtype, then scale (three passes over `x` in low precision).
+fn rms_norm_as_transformers(x: &Tensor, w: &Tensor, eps: f64) -> Tensor {
+    let y = x
+        .to_kind(Kind::Float)
+        .rms_norm([x.size()[x.dim() - 1]], None::<Tensor>, eps)
+        .to_kind(x.kind());
+    y * w
+}
+
+/// RMSNorm by libtorch's `rms_norm` with the weight inside (one fused
+/// kernel on CUDA, fp32 accumulation): it rounds once where transformers
+/// rounds twice, so it differs from [`rms_norm_as_transformers`] by at
+/// most about one bf16 step (tested).
+fn rms_norm_fused(x: &Tensor, w: &Tensor, eps: f64) -> Tensor {
+    x.rms_norm([x.size()[x.dim() - 1]], Some(w), eps)
+}
+
+/// Attention of packed rows by a varlen `kernel`: q `[B, H, T, D]` and
+/// k/v `[B, KV, T, D]` go in as the `[B * T, heads, D]` token layout of
+/// varlen kernels; the result comes back as `[B, T, H * D]`.
+fn attend_varlen<E>(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    kernel: impl FnOnce(&Tensor, &Tensor, &Tensor) -> std::result::Result<Tensor, E>,
+) -> std::result::Result<Tensor, E> {
+    let (b, h, t, hd) = (q.size()[0], q.size()[1], q.size()[2], q.size()[3]);
+    let tokens = |x: &Tensor| x.transpose(1, 2).reshape([b * t, x.size()[1], hd]);
+    let y = kernel(&tokens(q), &tokens(k), &tokens(v))?;
+    Ok(y.reshape([b, t, h * hd]))
 }
 
 /// How fresh parameters are filled.
@@ -191,7 +249,85 @@ impl Llama {
             inv_freq,
             kind,
             device,
+            attention: AtomicU8::new(ATTN_SDPA),
         })
+    }
+
+    /// Chooses how packed rows attend and logs the choice (once per
+    /// call): "auto" takes varlen flash attention where it runs (CUDA,
+    /// bf16 or fp16, a head dim that is a multiple of 8 up to 256, the
+    /// kernels shim built) and masked SDPA elsewhere; "varlen" where it
+    /// cannot run is an error. Returns whether varlen attention is used.
+    pub fn set_attention(&self, want: Attention) -> Result<bool> {
+        let hd = self.config.head_dim() as i64;
+        let why_not = if smolsweep_kernels::available() {
+            smolsweep_kernels::flash_varlen_supported(self.device, self.kind, hd).err()
+        } else {
+            Some("smolsweep was built without its kernels shim".to_owned())
+        };
+        let state = match (want, why_not) {
+            (Attention::Sdpa, _) => {
+                tracing::info!("attention: masked SDPA (attention = \"sdpa\")");
+                ATTN_SDPA
+            }
+            (Attention::Auto, Some(why)) => {
+                tracing::info!("attention: masked SDPA ({why})");
+                ATTN_SDPA
+            }
+            (Attention::Varlen, Some(why)) => {
+                return Err(ModelError::Attention {
+                    want: want.as_str().to_owned(),
+                    msg: why,
+                })
+            }
+            (_, None) => {
+                tracing::info!("attention: varlen flash attention over packed rows");
+                if want == Attention::Varlen {
+                    ATTN_VARLEN_FORCED
+                } else {
+                    ATTN_VARLEN_AUTO
+                }
+            }
+        };
+        self.attention.store(state, Ordering::Relaxed);
+        Ok(state != ATTN_SDPA)
+    }
+
+    /// Whether packed rows go through varlen flash attention.
+    pub fn uses_varlen(&self) -> bool {
+        self.attention.load(Ordering::Relaxed) != ATTN_SDPA
+    }
+
+    /// Varlen flash attention of one layer: q `[B, H, T, D]`, k/v
+    /// `[B, KV, T, D]` → `[B, T, H * D]`. `None` when "auto" chose it and
+    /// the kernel failed: logged once, and the model falls back to SDPA.
+    fn varlen_attention(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        varlen: &Varlen,
+    ) -> Result<Option<Tensor>> {
+        let r = attend_varlen(q, k, v, |q, k, v| {
+            let scale = 1.0 / (q.size()[2] as f64).sqrt();
+            smolsweep_kernels::flash_attention_varlen(
+                q,
+                k,
+                v,
+                &varlen.cu_seqlens,
+                varlen.max_seqlen,
+                scale,
+            )
+        });
+        match r {
+            Ok(y) => Ok(Some(y)),
+            Err(e) if self.attention.load(Ordering::Relaxed) == ATTN_VARLEN_AUTO => {
+                tracing::warn!("varlen flash attention failed, using masked SDPA from now on: {e}");
+                self.attention.store(ATTN_SDPA, Ordering::Relaxed);
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub fn device(&self) -> Device {
@@ -215,13 +351,12 @@ impl Llama {
     }
 
     fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Tensor {
-        // As transformers: normalise in fp32, cast back, then scale.
         let eps = self.config.rms_norm_eps;
-        let y = x
-            .to_kind(Kind::Float)
-            .rms_norm([x.size()[x.dim() - 1]], None::<Tensor>, eps)
-            .to_kind(self.kind);
-        y * w
+        if self.kind == Kind::Float {
+            rms_norm_as_transformers(x, w, eps)
+        } else {
+            rms_norm_fused(x, w, eps)
+        }
     }
 
     /// RoPE tables `[B, 1, T, head_dim]` for the given positions `[B, T]`.
@@ -271,6 +406,8 @@ impl Llama {
             x * &cos + rotated * &sin
         };
         let offset = cache.as_deref().map_or(0, |c| c.len);
+        // A packed batch's mask, built from its spans only if SDPA needs it.
+        let mut packed_mask: Option<Tensor> = None;
         let mut x = Tensor::embedding(&self.embed, input_ids, -1, false, false);
         for (i, layer) in self.layers.iter().enumerate() {
             let hn = self.rms_norm(&x, &layer.input_norm);
@@ -295,6 +432,15 @@ impl Llama {
                 k = c.k[i].narrow(2, 0, offset + t);
                 v = c.v[i].narrow(2, 0, offset + t);
             }
+            if let AttnMask::Packed { varlen, .. } = mask {
+                if cache.is_none() && self.uses_varlen() {
+                    if let Some(y) = self.varlen_attention(&q, &k, &v, varlen)? {
+                        x = &x + y.linear(&layer.o, None::<Tensor>);
+                        x = self.mlp(&x, layer);
+                        continue;
+                    }
+                }
+            }
             let (m, causal) = match mask {
                 AttnMask::Causal if offset == 0 => (None, true),
                 AttnMask::Causal => {
@@ -305,20 +451,34 @@ impl Llama {
                 }
                 AttnMask::Full => (None, false),
                 AttnMask::Explicit(m) => (Some(m.shallow_clone()), false),
+                AttnMask::Packed { mask: Some(m), .. } => (Some(m.shallow_clone()), false),
+                AttnMask::Packed { mask: None, varlen } => {
+                    let m = packed_mask.get_or_insert_with(|| {
+                        varlen
+                            .implied_mask(b as usize, t as usize)
+                            .to_device(self.device)
+                    });
+                    (Some(m.shallow_clone()), false)
+                }
             };
             let y = Tensor::scaled_dot_product_attention(&q, &k, &v, m, 0.0, causal, None, true);
             let y = y.transpose(1, 2).reshape([b, t, h * hd]);
             // Out of place: the norm's backward needs the old `x`.
             x = &x + y.linear(&layer.o, None::<Tensor>);
-            let hn = self.rms_norm(&x, &layer.post_norm);
-            let gate = hn.linear(&layer.gate, None::<Tensor>).silu();
-            let up = hn.linear(&layer.up, None::<Tensor>);
-            x = &x + (gate * up).linear(&layer.down, None::<Tensor>);
+            x = self.mlp(&x, layer);
         }
         if let Some(c) = cache {
             c.len += t;
         }
         Ok(self.rms_norm(&x, &self.norm))
+    }
+
+    /// The residual MLP half of a block.
+    fn mlp(&self, x: &Tensor, layer: &Block) -> Tensor {
+        let hn = self.rms_norm(x, &layer.post_norm);
+        let gate = hn.linear(&layer.gate, None::<Tensor>).silu();
+        let up = hn.linear(&layer.up, None::<Tensor>);
+        x + (gate * up).linear(&layer.down, None::<Tensor>)
     }
 
     /// Logits `[.., vocab]` in fp32 for hidden states from [`forward_hidden`].
@@ -448,6 +608,137 @@ mod tests {
         let full = m.forward(&x).expect("fwd").narrow(1, 2, 4);
         let diff = (full - m.logits(&h)).abs().max().double_value(&[]);
         assert!(diff < 1e-4, "max diff {diff}");
+    }
+
+    /// Deterministic test values of `shape` (libtorch's global generator
+    /// is shared by tests running at once).
+    fn wave(shape: &[i64], f: f64) -> Tensor {
+        let n: i64 = shape.iter().product();
+        let i = Tensor::arange(n, (Kind::Float, Device::Cpu));
+        ((&i * f).sin() + (&i * (f * 0.131)).cos() * 0.5).view(shape)
+    }
+
+    /// The varlen token layout with a reference kernel (causal SDPA span
+    /// by span) gives what masked SDPA gives for the same packed rows:
+    /// the layout and the spans are right, whatever kernel runs on them.
+    #[test]
+    fn varlen_layout_matches_masked_sdpa() {
+        let (b, h, kv, t, d) = (2i64, 6, 2, 7, 8);
+        // Row 0: samples of 3 and 4 tokens; row 1: 5 tokens and 2 pads.
+        let seg = [0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2, -1, -2];
+        let varlen = Varlen::from_segments(&seg, b as usize, t as usize, Device::Cpu);
+        let mask = varlen.implied_mask(b as usize, t as usize);
+        let q = wave(&[b, h, t, d], 0.7);
+        let k = wave(&[b, kv, t, d], 1.3);
+        let v = wave(&[b, kv, t, d], 2.9);
+        let want =
+            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, None, true)
+                .transpose(1, 2)
+                .reshape([b, t, h * d]);
+        let reference = |q: &Tensor, k: &Tensor, v: &Tensor| -> Result<Tensor> {
+            let spans: Vec<Tensor> = varlen
+                .offsets
+                .windows(2)
+                .map(|w| {
+                    let (s, n) = (i64::from(w[0]), i64::from(w[1] - w[0]));
+                    let part = |x: &Tensor| x.narrow(0, s, n).transpose(0, 1).unsqueeze(0);
+                    Tensor::scaled_dot_product_attention(
+                        &part(q),
+                        &part(k),
+                        &part(v),
+                        None::<Tensor>,
+                        0.0,
+                        true,
+                        None,
+                        true,
+                    )
+                    .squeeze_dim(0)
+                    .transpose(0, 1)
+                })
+                .collect();
+            Ok(Tensor::cat(&spans, 0))
+        };
+        let got = attend_varlen(&q, &k, &v, reference).expect("attend");
+        // Every token but the pads (whose attention no label reads).
+        let real = Tensor::from_slice(&seg.map(|s| s >= 0)).view([b, t, 1]);
+        let diff = ((got - want).abs() * real).max().double_value(&[]);
+        assert!(diff < 1e-5, "max diff {diff}");
+    }
+
+    /// Packed rows without a mask attend through the mask their spans
+    /// imply (the SDPA path); "varlen" is refused where it cannot run.
+    #[test]
+    fn packed_rows_on_the_cpu_use_masked_sdpa() {
+        let m = tiny();
+        assert!(!m.set_attention(Attention::Auto).expect("auto"));
+        assert!(m.set_attention(Attention::Varlen).is_err());
+        assert!(!m.set_attention(Attention::Sdpa).expect("sdpa"));
+        let _g = tch::no_grad_guard();
+        let seg = [0, 0, 0, 1, 1, 1];
+        let varlen = Varlen::from_segments(&seg, 1, 6, Device::Cpu);
+        let mask = varlen.implied_mask(1, 6);
+        let x = Tensor::from_slice(&[3i64, 14, 15, 92, 65, 35]).unsqueeze(0);
+        let pos = Tensor::from_slice(&varlen.positions()).unsqueeze(0);
+        let run = |mask| m.forward_hidden(&x, &pos, mask, None).expect("fwd");
+        let explicit = run(AttnMask::Explicit(&mask));
+        let packed = run(AttnMask::Packed {
+            mask: None,
+            varlen: &varlen,
+        });
+        assert!(explicit.equal(&packed));
+        // The second sample alone gives the same states as inside the row.
+        let alone = m
+            .forward_hidden(
+                &x.narrow(1, 3, 3),
+                &pos.narrow(1, 3, 3),
+                AttnMask::Causal,
+                None,
+            )
+            .expect("fwd");
+        let diff = (alone - packed.narrow(1, 3, 3))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(diff < 1e-5, "max diff {diff}");
+    }
+
+    /// bf16: the fused norm is within a bf16 rounding step of
+    /// transformers' cast -> norm -> cast -> scale, and no further than it
+    /// from the fp32 computation on the same inputs, values and gradients.
+    #[test]
+    fn the_fused_bf16_rms_norm_is_within_a_rounding_step() {
+        let x = (wave(&[64, 96], 0.37) * 3.0).to_kind(Kind::BFloat16);
+        let w = (wave(&[96], 1.91) * 0.2 + 1.0).to_kind(Kind::BFloat16);
+        let up = wave(&[64, 96], 2.3).to_kind(Kind::BFloat16);
+        let run = |f: fn(&Tensor, &Tensor, f64) -> Tensor, kind: Kind| {
+            let x = x.to_kind(kind).set_requires_grad(true);
+            let w = w.to_kind(kind).set_requires_grad(true);
+            let y = f(&x, &w, 1e-5);
+            assert_eq!(y.kind(), kind);
+            let loss = (&y * up.to_kind(kind)).sum(Kind::Float);
+            let g = Tensor::run_backward(&[loss], &[&x, &w], false, false);
+            [&y.detach(), &g[0], &g[1]].map(|t| t.to_kind(Kind::Float))
+        };
+        let today = run(rms_norm_as_transformers, Kind::BFloat16);
+        let fused = run(rms_norm_fused, Kind::BFloat16);
+        let exact = run(rms_norm_as_transformers, Kind::Float);
+        let rel =
+            |a: &Tensor, b: &Tensor| (a - b).norm().double_value(&[]) / b.norm().double_value(&[]);
+        // Values: one bf16 step is 2^-8 of the value (2^-7 at a tie).
+        let step = ((&fused[0] - &today[0]).abs() / (today[0].abs() + 1e-2))
+            .max()
+            .double_value(&[]);
+        assert!(
+            step <= 2f64.powi(-7),
+            "values differ by {step} of themselves"
+        );
+        for (i, what) in ["values", "grad x", "grad w"].iter().enumerate() {
+            let (f, t) = (rel(&fused[i], &exact[i]), rel(&today[i], &exact[i]));
+            assert!(
+                f <= t * 1.25 + 1e-4,
+                "{what}: fused {f} vs today's {t} from fp32"
+            );
+        }
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! the `batch_size` samples of each optimizer step, and their split into
 //! micro-batches — padded (right padding, plain causal attention) or packed
 //! (several whole samples per row, positions restarting at each sample,
-//! attention confined to each sample by a block-diagonal causal mask).
+//! attention confined to each sample by a block-diagonal causal mask, or
+//! described as spans for varlen attention).
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use smolsweep_model::Varlen;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::Samples;
@@ -52,10 +54,16 @@ pub struct MicroBatch {
     pub ids: Tensor,
     /// `[R, L]` RoPE positions.
     pub positions: Tensor,
-    /// `[R, 1, L, L]` attention mask when packed; `None` = plain causal.
+    /// `[R, 1, L, L]` attention mask when packed (and asked for); `None`
+    /// with no `varlen` = plain causal.
     pub mask: Option<Tensor>,
+    /// The packed rows' samples as varlen spans (when packed).
+    pub varlen: Option<Varlen>,
     /// `[R * L]` next-token targets, -100 where there is no label.
     pub targets: Tensor,
+    /// Indices into `targets` of the labelled positions (found on the
+    /// host, so the step need not ask the device for them).
+    pub labelled: Tensor,
     /// Positions with a target.
     pub label_tokens: i64,
     /// Real (non-pad) tokens.
@@ -85,7 +93,7 @@ fn push_sample(row: &mut Row, data: &dyn Samples, i: usize, seg: i64) {
 }
 
 /// Splits one step's samples into micro-batches of at most
-/// `micro_batch_size` rows.
+/// `micro_batch_size` rows; packed ones carry both the mask and the spans.
 pub fn micro_batches(
     data: &dyn Samples,
     samples: &[usize],
@@ -94,6 +102,31 @@ pub fn micro_batches(
     max_len: usize,
     pad_id: u32,
     device: Device,
+) -> Vec<MicroBatch> {
+    micro_batches_with(
+        data,
+        samples,
+        micro_batch_size,
+        packing,
+        max_len,
+        pad_id,
+        device,
+        true,
+    )
+}
+
+/// [`micro_batches`], building packed rows' dense mask only when
+/// `packed_mask` (varlen attention needs the spans alone).
+#[allow(clippy::too_many_arguments)]
+pub fn micro_batches_with(
+    data: &dyn Samples,
+    samples: &[usize],
+    micro_batch_size: usize,
+    packing: bool,
+    max_len: usize,
+    pad_id: u32,
+    device: Device,
+    packed_mask: bool,
 ) -> Vec<MicroBatch> {
     let mut rows: Vec<Row> = Vec::new();
     if packing {
@@ -153,9 +186,14 @@ pub fn micro_batches(
                 tgt.extend(&row.tgt);
                 tgt.extend(std::iter::repeat_n(-100, pad));
             }
-            let label_tokens = tgt.iter().filter(|&&t| t != -100).count() as i64;
+            let labelled: Vec<i64> = (0..tgt.len() as i64)
+                .filter(|&i| tgt[i as usize] != -100)
+                .collect();
+            let label_tokens = labelled.len() as i64;
             let t = |v: &[i64]| Tensor::from_slice(v).view([r, l]).to_device(device);
-            let mask = packing.then(|| {
+            let varlen =
+                packing.then(|| Varlen::from_segments(&seg, r as usize, l as usize, device));
+            let mask = (packing && packed_mask).then(|| {
                 let s = t(&seg);
                 let same = s.unsqueeze(2).eq_tensor(&s.unsqueeze(1));
                 let causal = Tensor::ones([l, l], (Kind::Bool, device)).tril(0);
@@ -165,7 +203,9 @@ pub fn micro_batches(
                 ids: t(&ids),
                 positions: t(&pos),
                 mask,
+                varlen,
                 targets: Tensor::from_slice(&tgt).to_device(device),
+                labelled: Tensor::from_slice(&labelled).to_device(device),
                 label_tokens,
                 tokens,
             }
@@ -227,6 +267,60 @@ mod tests {
         assert_eq!(tgt[..5], [1, 2, -100, 11, -100]);
         assert_eq!(mb.tokens, 9);
         assert_eq!(mb.label_tokens, 2 + 1 + 3);
+        let sel = mb.targets.ne(-100).nonzero().squeeze_dim(1);
+        assert!(mb.labelled.equal(&sel));
+    }
+
+    /// The spans varlen attention gets imply exactly the block-diagonal
+    /// mask the SDPA path gets, for every real token, and per-sample
+    /// positions; pads see only pads. Over random packings.
+    #[test]
+    fn varlen_spans_equal_the_block_diagonal_mask_over_random_packings() {
+        use rand::Rng;
+        const PAD: u32 = 9_999;
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for case in 0..300 {
+            let max_len = rng.random_range(2..24usize);
+            let n = rng.random_range(1..14usize);
+            let lens: Vec<usize> = (0..n).map(|_| rng.random_range(1..=max_len)).collect();
+            let d = data(&lens);
+            let mut order: Vec<usize> = (0..n).collect();
+            order.shuffle(&mut rng);
+            let mbs = rng.random_range(1..5usize);
+            for mb in micro_batches(&d, &order, mbs, true, max_len, PAD, Device::Cpu) {
+                let (r, l) = mb.ids.size2().expect("2d");
+                let v = mb.varlen.as_ref().expect("spans");
+                let mask = mb.mask.as_ref().expect("mask");
+                let implied = v.implied_mask(r as usize, l as usize);
+                let ids = Vec::<i64>::try_from(mb.ids.flatten(0, -1)).expect("ids");
+                let real = Tensor::from_slice(
+                    &ids.iter().map(|&t| t != i64::from(PAD)).collect::<Vec<_>>(),
+                )
+                .view([r, 1, l, 1]);
+                // Rows of real queries: identical.
+                let diff = implied.logical_xor(mask).logical_and(&real);
+                assert_eq!(
+                    diff.sum(Kind::Int64).int64_value(&[]),
+                    0,
+                    "case {case}: {lens:?}"
+                );
+                // Pad queries attend to pads only.
+                let pad_keys = real.view([r, 1, 1, l]).logical_not();
+                let leak = implied
+                    .logical_and(&real.logical_not())
+                    .logical_and(&pad_keys.logical_not());
+                assert_eq!(leak.sum(Kind::Int64).int64_value(&[]), 0, "case {case}");
+                // Positions restart per sample.
+                let pos = Vec::<i64>::try_from(mb.positions.flatten(0, -1)).expect("pos");
+                for (k, (a, b)) in v.positions().iter().zip(&pos).enumerate() {
+                    if ids[k] != i64::from(PAD) {
+                        assert_eq!(a, b, "case {case}: token {k}");
+                    }
+                }
+                assert!(v.max_seqlen <= l && v.max_seqlen >= 1);
+                assert_eq!(*v.offsets.last().expect("end") as i64, r * l);
+            }
+        }
     }
 
     #[test]

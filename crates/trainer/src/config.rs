@@ -4,6 +4,6 @@
 
 pub use smolsweep_config::trial::{DpoSettings, TrialConfig, TRIAL_KEYS};
 pub use smolsweep_config::{
-    ChatTemplate, DType, DeviceSpec, DpoLoss, Forward, InitKind, LossReduction, MicroBatch,
-    Schedule, Stage,
+    Attention, ChatTemplate, DType, DeviceSpec, DpoLoss, Forward, InitKind, LossReduction,
+    MicroBatch, Schedule, Stage,
 };

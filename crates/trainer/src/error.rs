@@ -29,6 +29,8 @@ pub enum TrainError {
     Checkpoint { path: PathBuf, msg: String },
     #[error("libtorch")]
     Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Kernel(#[from] smolsweep_kernels::KernelError),
     /// SIGTERM/SIGINT arrived before the first step (while the data was
     /// read, tokenised or waited for): nothing to checkpoint, and nothing
     /// half-written left behind. The trial ends as a stop (exit 4).

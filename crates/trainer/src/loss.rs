@@ -30,6 +30,20 @@ pub fn chunked_lm_loss(
     scale: f64,
     chunk: i64,
 ) -> Result<(f64, Tensor)> {
+    let (loss, surrogate) = chunked_lm_loss_lazy(hidden, weight, targets, scale, chunk)?;
+    Ok((loss.double_value(&[]), surrogate))
+}
+
+/// [`chunked_lm_loss`] with the sum of token losses left on the device as
+/// an fp64 scalar, so a training step reads its loss once instead of once
+/// per chunk of every micro-batch (each read waits for the device).
+pub fn chunked_lm_loss_lazy(
+    hidden: &Tensor,
+    weight: &Tensor,
+    targets: &Tensor,
+    scale: f64,
+    chunk: i64,
+) -> Result<(Tensor, Tensor)> {
     let n = hidden.size()[0];
     let kind = hidden.kind();
     let (grad_h, grad_w, loss_sum) = {
@@ -38,7 +52,7 @@ pub fn chunked_lm_loss(
         let w = weight.detach();
         let grad_h = h.zeros_like();
         let mut grad_w = Tensor::zeros(w.size(), (Kind::Float, w.device()));
-        let mut loss_sum = 0.0;
+        let mut loss_sum = Tensor::zeros([], (Kind::Double, h.device()));
         let mut start = 0;
         while start < n {
             let len = chunk.min(n - start);
@@ -47,7 +61,7 @@ pub fn chunked_lm_loss(
             let logits = hc.linear(&w, None::<Tensor>).to_kind(Kind::Float);
             let lse = logits.logsumexp([-1], true);
             let picked = logits.gather(1, &y.unsqueeze(1), false);
-            loss_sum += (&lse - &picked).sum(Kind::Double).double_value(&[]);
+            loss_sum += (&lse - &picked).sum(Kind::Double);
             // d/dlogits of scale * CE = scale * (softmax - onehot).
             let mut g = (logits - lse).exp();
             let _ = g.scatter_add_(

@@ -2,6 +2,11 @@
 //! and the learning-rate schedules of HF `transformers`' `get_scheduler`
 //! (linear, cosine, constant — each with linear warmup).
 //!
+//! Training loops hold an optimizer as a [`Optimizer`] made by [`adamw`]:
+//! the flat, fused [`flat::FlatAdamW`] when the parameters allow it, else
+//! the per-tensor [`AdamW`] here, which stays as the reference the flat one
+//! is tested against. Both write the same checkpoint tensors.
+//!
 //! Written out in tensor ops rather than using `tch`'s optimizer because
 //! its state (the moments) is hidden in C++ and cannot be checkpointed.
 //! When the model computes in bf16, the optimizer keeps fp32 master
@@ -12,6 +17,55 @@ use tch::{Kind, Tensor};
 
 use crate::config::Schedule;
 use crate::error::{Result, TrainError};
+
+pub mod flat;
+
+/// What a training loop asks of its optimizer, step by step: the global
+/// gradient norm, clipping, the update, clearing the gradients, and the
+/// state a checkpoint holds.
+pub trait Optimizer {
+    fn zero_grad(&mut self);
+    /// Global L2 norm of the gradients (NaN/inf when any is).
+    fn grad_norm(&self) -> f64;
+    /// Scales the gradients so their norm (`norm`, from [`grad_norm`](Self::grad_norm)) is at most `max_norm`.
+    fn clip(&mut self, norm: f64, max_norm: f64);
+    /// One update with learning rate `lr`.
+    fn step(&mut self, lr: f64);
+    /// Updates applied so far.
+    fn steps_done(&self) -> u64;
+    /// Everything needed to resume: `param.NAME` (fp32 weights),
+    /// `exp_avg.NAME`, `exp_avg_sq.NAME`, in name order.
+    fn state_tensors(&self) -> Vec<(String, Tensor)>;
+    /// Restores [`state_tensors`](Self::state_tensors) (and the model
+    /// weights from them) after `t` updates.
+    fn load_state(&mut self, tensors: &[(String, Tensor)], t: u64) -> Result<()>;
+}
+
+/// AdamW over a model's named parameters: flat and fused
+/// ([`flat::FlatAdamW`]) when they share a dtype and device, else per
+/// tensor.
+pub fn adamw(
+    named: Vec<(String, Tensor)>,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    weight_decay: f64,
+) -> Box<dyn Optimizer> {
+    let copy: Vec<(String, Tensor)> = named
+        .iter()
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect();
+    match flat::FlatAdamW::new(copy, beta1, beta2, eps, weight_decay) {
+        Ok(f) => {
+            tracing::debug!(fused = f.is_fused(), "flat AdamW");
+            Box::new(f)
+        }
+        Err(e) => {
+            tracing::warn!("per-tensor AdamW: {}", crate::error::chain_text(&e));
+            Box::new(AdamW::new(named, beta1, beta2, eps, weight_decay))
+        }
+    }
+}
 
 struct Param {
     name: String,
@@ -198,6 +252,30 @@ impl AdamW {
         }
         self.t = t;
         Ok(())
+    }
+}
+
+impl Optimizer for AdamW {
+    fn zero_grad(&mut self) {
+        AdamW::zero_grad(self);
+    }
+    fn grad_norm(&self) -> f64 {
+        AdamW::grad_norm(self)
+    }
+    fn clip(&mut self, norm: f64, max_norm: f64) {
+        AdamW::clip(self, norm, max_norm);
+    }
+    fn step(&mut self, lr: f64) {
+        AdamW::step(self, lr);
+    }
+    fn steps_done(&self) -> u64 {
+        self.t
+    }
+    fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        AdamW::state_tensors(self)
+    }
+    fn load_state(&mut self, tensors: &[(String, Tensor)], t: u64) -> Result<()> {
+        AdamW::load_state(self, tensors, t)
     }
 }
 

@@ -95,12 +95,15 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 /// One training step as `smolsweep train` runs it (forward, LM loss,
-/// backward, AdamW), on random tokens, timed over `--steps` after a
-/// warm-up. Run it once per `--loss` variant: peak RSS is per process.
+/// backward, gradient norm and clipping, AdamW), on random tokens, timed
+/// over `--steps` after a warm-up; the optimizer's share is timed apart.
+/// Run it once per `--loss` / `--optimizer` variant: peak RSS is per
+/// process.
 fn train_step(a: &crate::args::BenchTrainArgs) -> Result<()> {
+    use crate::args::OptimImpl;
     use smolsweep_model::llama::{AttnMask, InitMode};
     use smolsweep_trainer::loss::{chunked_lm_loss, plain_lm_loss, DEFAULT_CHUNK};
-    use smolsweep_trainer::optim::AdamW;
+    use smolsweep_trainer::optim::{flat::FlatAdamW, AdamW, Optimizer};
 
     let (b, t) = parse_shape(&a.shape)?;
     let device = smolsweep_model::resolve_device(a.device)?;
@@ -114,13 +117,15 @@ fn train_step(a: &crate::args::BenchTrainArgs) -> Result<()> {
         smolsweep_model::hf::load_weights(&m, &dir)?;
         m
     };
-    let mut opt = AdamW::new(
-        model.vs.variables().into_iter().collect(),
-        0.9,
-        0.999,
-        1e-8,
-        0.0,
-    );
+    let named = model.vs.variables().into_iter().collect();
+    let mut opt: Box<dyn Optimizer> = match a.optimizer {
+        OptimImpl::Fused => Box::new(FlatAdamW::new(named, 0.9, 0.999, 1e-8, 0.0)?),
+        OptimImpl::Flat => {
+            Box::new(FlatAdamW::new(named, 0.9, 0.999, 1e-8, 0.0)?.without_fused_kernel())
+        }
+        OptimImpl::PerTensor => Box::new(AdamW::new(named, 0.9, 0.999, 1e-8, 0.0)),
+    };
+    let mut opt_times = Vec::new();
     let vocab = model.config.vocab_size as i64;
     tch::manual_seed(0);
     let x = Tensor::randint(vocab, [b, t + 1], (Kind::Int64, device));
@@ -147,16 +152,25 @@ fn train_step(a: &crate::args::BenchTrainArgs) -> Result<()> {
                 l
             }
         };
+        let opt_start = std::time::Instant::now();
+        let norm = opt.grad_norm();
+        opt.clip(norm, 1.0);
         opt.step(1e-5);
         opt.zero_grad();
+        opt_times.push(opt_start.elapsed().as_secs_f64());
         anyhow::ensure!(loss.is_finite(), "non-finite loss");
         Ok(start.elapsed().as_secs_f64())
     };
     let (median, _, _) = time_runs(a.steps, step)?;
+    // The warm-up step is not timed.
+    let mut opt_times = opt_times.split_off(1);
+    opt_times.sort_by(f64::total_cmp);
+    let opt_median = opt_times.get(opt_times.len() / 2).copied();
     println!(
         "{}",
         serde_json::json!({
             "impl": "smolsweep", "bench": "train", "loss": format!("{:?}", a.loss).to_lowercase(),
+            "optimizer": clap::ValueEnum::to_possible_value(&a.optimizer).map(|v| v.get_name().to_owned()), "optimizer_median_s": opt_median,
             "params": model.config.num_parameters(), "batch": b, "seq": t,
             "median_s": median, "tokens_per_s": (b * t) as f64 / median,
             "peak_rss_mib": peak_rss_mib(), "rss_before_steps_mib": rss_before,

@@ -110,6 +110,9 @@ pub fn fingerprint(c: &TrialConfig) -> String {
                 o.shift_remove(*k);
             }
         }
+        // Which kernel computes attention, not what it computes; a key
+        // newer than the removals below, so taken out the same way.
+        o.shift_remove("attention");
         for k in [
             "output_dir",
             "checkpoint_every_steps",
@@ -409,8 +412,10 @@ mod tests {
         let c = config(d.path(), "grad_clip = 1.0\n");
         let mut v = serde_json::to_value(&c).expect("json");
         let o = v.as_object_mut().expect("object");
-        // The fields as they were (no stage keys), then the old removals.
+        // The fields as they were (no stage or attention keys), then the
+        // old removals.
         for k in [
+            "attention",
             "stage",
             "beta",
             "dpo_loss",
@@ -440,5 +445,18 @@ mod tests {
         let beta = config(d.path(), "stage = \"dpo\"\nbeta = 1.0\n");
         assert_ne!(fingerprint(&dpo), fingerprint(&beta));
         assert_ne!(fingerprint(&dpo), fingerprint(&c));
+    }
+
+    /// Which attention kernel runs is not part of the trajectory's
+    /// identity: checkpoints written before the key existed, or under
+    /// another choice, resume.
+    #[test]
+    fn the_fingerprint_ignores_the_attention_kernel() {
+        let d = tempfile::tempdir().expect("tmp");
+        let base = fingerprint(&config(d.path(), ""));
+        for a in ["auto", "varlen", "sdpa"] {
+            let c = config(d.path(), &format!("attention = \"{a}\"\n"));
+            assert_eq!(fingerprint(&c), base, "{a}");
+        }
     }
 }

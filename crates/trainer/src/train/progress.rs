@@ -62,7 +62,7 @@ impl Trainer<'_> {
             epoch: at.step / self.plan.per_epoch,
             data_cursor: at.step,
             data_seed: self.cfg.seed,
-            adam_t: self.opt.t,
+            adam_t: self.opt.steps_done(),
             tokens_seen: at.tokens_seen,
             elapsed_s,
             last_loss: at.last_loss,

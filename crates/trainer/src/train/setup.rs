@@ -19,7 +19,7 @@ use crate::data::{self, DataSpec, Loaded, Samples};
 use crate::dpo::DpoWork;
 use crate::error::{Result, TrainError};
 use crate::loss::{chunked_lm_loss, DEFAULT_CHUNK};
-use crate::optim::AdamW;
+use crate::optim::{self, Optimizer};
 
 /// A trial ready to train: what the loop reads, and the model and
 /// optimizer it updates.
@@ -33,7 +33,7 @@ pub(super) struct Trainer<'a> {
     pub pad: u32,
     pub work: Work,
     pub model: Llama,
-    pub opt: AdamW,
+    pub opt: Box<dyn Optimizer>,
     pub plan: Plan,
     pub micro_batch_size: usize,
     /// [`fingerprint`] of `cfg`, written into every checkpoint.
@@ -113,7 +113,10 @@ impl<'a> Trainer<'a> {
                 stop,
             )?)),
         };
-        let opt = AdamW::new(
+        if cfg.packing {
+            model.set_attention(cfg.attention)?;
+        }
+        let opt = optim::adamw(
             model.vs.variables().into_iter().collect(),
             cfg.adam_beta1,
             cfg.adam_beta2,

@@ -3,13 +3,14 @@
 //! gradient clipping, the scheduled learning rate and the AdamW update.
 
 use smolsweep_model::llama::AttnMask;
+use tch::Tensor;
 
 use super::dump::BatchDump;
 use super::setup::{Trainer, Work};
-use crate::batch::{micro_batches, step_samples, MicroBatch};
+use crate::batch::{micro_batches_with, step_samples, MicroBatch};
 use crate::config::LossReduction;
 use crate::error::Result;
-use crate::loss::{chunked_lm_loss, DEFAULT_CHUNK};
+use crate::loss::{chunked_lm_loss_lazy, DEFAULT_CHUNK};
 use crate::optim::lr_at;
 
 /// The per-epoch sample order last drawn, kept between steps so it is
@@ -60,6 +61,9 @@ impl Trainer<'_> {
             tokens: 0,
             preference: None,
         };
+        // The loss stays on the device until the step is done: one read
+        // per step, not one per micro-batch.
+        let mut loss: Option<Tensor> = None;
         for mb in &mbatches {
             if let Some(d) = dump.as_mut() {
                 d.write(step, mb)?;
@@ -69,8 +73,13 @@ impl Trainer<'_> {
                 continue;
             }
             let scale = self.loss_scale(mb, step_labels, mbatches.len());
-            acc.loss += self.forward_backward(mb, scale)?;
+            let l = self.forward_backward(mb, scale)?;
+            loss = Some(match loss {
+                Some(sum) => sum + l,
+                None => l,
+            });
         }
+        acc.loss = loss.map_or(0.0, |l| l.double_value(&[]));
         Ok(acc)
     }
 
@@ -112,7 +121,7 @@ impl Trainer<'_> {
     ) -> (u64, Vec<MicroBatch>) {
         let (p, cfg) = (&self.plan, self.cfg);
         let (epoch, samples) = step_samples(p.samples, p.batch_size, cfg.seed, step, order);
-        let mbatches = micro_batches(
+        let mbatches = micro_batches_with(
             data,
             &samples,
             self.micro_batch_size,
@@ -120,6 +129,8 @@ impl Trainer<'_> {
             cfg.max_seq_len,
             self.pad,
             self.device,
+            // Varlen attention needs the spans only.
+            !self.model.uses_varlen(),
         );
         (epoch, mbatches)
     }
@@ -135,22 +146,25 @@ impl Trainer<'_> {
     }
 
     /// Forward and backward of one micro-batch, its loss weighted by
-    /// `scale`; returns its share of the step's loss.
-    fn forward_backward(&self, mb: &MicroBatch, scale: f64) -> Result<f64> {
-        let mask = mb
-            .mask
-            .as_ref()
-            .map_or(AttnMask::Causal, AttnMask::Explicit);
+    /// `scale`; returns its share of the step's loss (a device scalar).
+    fn forward_backward(&self, mb: &MicroBatch, scale: f64) -> Result<Tensor> {
+        let mask = match (&mb.varlen, &mb.mask) {
+            (Some(varlen), m) => AttnMask::Packed {
+                mask: m.as_ref(),
+                varlen,
+            },
+            (None, Some(m)) => AttnMask::Explicit(m),
+            (None, None) => AttnMask::Causal,
+        };
         let hidden = self
             .model
             .forward_hidden(&mb.ids, &mb.positions, mask, None)?;
         // Only labelled positions reach the LM head.
         let d = hidden.size()[2];
-        let sel = mb.targets.ne(-100).nonzero().squeeze_dim(1);
-        let h = hidden.view([-1, d]).index_select(0, &sel);
-        let y = mb.targets.index_select(0, &sel);
+        let h = hidden.view([-1, d]).index_select(0, &mb.labelled);
+        let y = mb.targets.index_select(0, &mb.labelled);
         let (loss_sum, surrogate) =
-            chunked_lm_loss(&h, self.model.lm_head_weight(), &y, scale, DEFAULT_CHUNK)?;
+            chunked_lm_loss_lazy(&h, self.model.lm_head_weight(), &y, scale, DEFAULT_CHUNK)?;
         surrogate.f_backward()?;
         Ok(loss_sum * scale)
     }

@@ -1,0 +1,220 @@
+//! The only `unsafe` of the crate: the C declarations of `csrc/shim.cpp`
+//! and safe wrappers that hand tch tensors over by pointer, take owned
+//! results back with `Tensor::from_ptr`, and turn the shim's error strings
+//! into [`KernelError`]s.
+//!
+//! Without the shim (built where libtorch has no headers) the same
+//! wrappers exist and return [`KernelError::Unavailable`].
+#![allow(unsafe_code)]
+
+use tch::Tensor;
+
+use crate::KernelError;
+
+#[cfg(smolsweep_shim)]
+mod sys {
+    use std::os::raw::{c_char, c_int, c_void};
+    use torch_sys::C_tensor;
+
+    extern "C" {
+        pub fn smk_free_error(e: *mut c_char);
+        pub fn smk_torch_version() -> *const c_char;
+        pub fn smk_alias(
+            flat: *const C_tensor,
+            offset: i64,
+            sizes: *const i64,
+            ndim: usize,
+            out: *mut *mut C_tensor,
+        ) -> *mut c_char;
+        pub fn smk_set_grad(var: *const C_tensor, grad: *const C_tensor) -> *mut c_char;
+        pub fn smk_grad_data_ptr(t: *const C_tensor, out: *mut *const c_void) -> *mut c_char;
+        #[allow(clippy::too_many_arguments)]
+        pub fn smk_fused_adamw(
+            params: *const *const C_tensor,
+            grads: *const *const C_tensor,
+            exp_avgs: *const *const C_tensor,
+            exp_avg_sqs: *const *const C_tensor,
+            steps: *const *const C_tensor,
+            n: usize,
+            lr: f64,
+            beta1: f64,
+            beta2: f64,
+            weight_decay: f64,
+            eps: f64,
+        ) -> *mut c_char;
+        #[allow(clippy::too_many_arguments)]
+        pub fn smk_flash_attention_varlen(
+            q: *const C_tensor,
+            k: *const C_tensor,
+            v: *const C_tensor,
+            cu_q: *const C_tensor,
+            cu_k: *const C_tensor,
+            max_q: i64,
+            max_k: i64,
+            scale: f64,
+            causal: c_int,
+            out: *mut *mut C_tensor,
+        ) -> *mut c_char;
+    }
+}
+
+/// Turns the shim's return value into a result, freeing the message.
+#[cfg(smolsweep_shim)]
+fn check(op: &'static str, err: *mut std::os::raw::c_char) -> Result<(), KernelError> {
+    if err.is_null() {
+        return Ok(());
+    }
+    // SAFETY: a non-null return is a NUL-terminated string the shim
+    // strdup'ed for us; it is read once and freed by the shim's allocator.
+    let msg = unsafe {
+        let m = std::ffi::CStr::from_ptr(err).to_string_lossy().into_owned();
+        sys::smk_free_error(err);
+        m
+    };
+    Err(KernelError::Torch { op, msg })
+}
+
+/// Wraps a tensor the shim allocated with `new at::Tensor`.
+#[cfg(smolsweep_shim)]
+fn owned(op: &'static str, p: *mut torch_sys::C_tensor) -> Result<Tensor, KernelError> {
+    if p.is_null() {
+        return Err(KernelError::Torch {
+            op,
+            msg: "the shim returned no tensor".into(),
+        });
+    }
+    // SAFETY: the pointer is a fresh heap `at::Tensor` that nothing else
+    // owns; tch frees it when the `Tensor` drops.
+    Ok(unsafe { Tensor::from_ptr(p) })
+}
+
+#[cfg(smolsweep_shim)]
+pub(crate) fn torch_version() -> Option<&'static str> {
+    // SAFETY: the shim returns a pointer to a static string literal.
+    let s = unsafe { std::ffi::CStr::from_ptr(sys::smk_torch_version()) };
+    s.to_str().ok()
+}
+
+#[cfg(smolsweep_shim)]
+pub(crate) fn alias(flat: &Tensor, offset: i64, sizes: &[i64]) -> Result<Tensor, KernelError> {
+    let mut out = std::ptr::null_mut();
+    // SAFETY: `flat` is a live tensor, `sizes` a live slice of `len`
+    // elements, `out` a valid place for the result pointer.
+    let err =
+        unsafe { sys::smk_alias(flat.as_ptr(), offset, sizes.as_ptr(), sizes.len(), &mut out) };
+    check("alias", err)?;
+    owned("alias", out)
+}
+
+#[cfg(smolsweep_shim)]
+pub(crate) fn set_grad(var: &Tensor, grad: &Tensor) -> Result<(), KernelError> {
+    // SAFETY: both are live tensors; the shim copies the handle of `grad`.
+    check("set_grad", unsafe {
+        sys::smk_set_grad(var.as_ptr(), grad.as_ptr())
+    })
+}
+
+#[cfg(smolsweep_shim)]
+pub(crate) fn grad_data_ptr(var: &Tensor) -> Result<usize, KernelError> {
+    let mut out = std::ptr::null();
+    // SAFETY: `var` is live and `out` a valid place for a pointer; the
+    // pointer is only compared, never dereferenced.
+    check("grad_data_ptr", unsafe {
+        sys::smk_grad_data_ptr(var.as_ptr(), &mut out)
+    })?;
+    Ok(out as usize)
+}
+
+/// Pointers of a tensor list, for the shim's `const tensor*` arguments.
+#[cfg(smolsweep_shim)]
+fn ptrs(ts: &[&Tensor]) -> Vec<*const torch_sys::C_tensor> {
+    ts.iter().map(|t| t.as_ptr()).collect()
+}
+
+#[cfg(smolsweep_shim)]
+pub(crate) fn fused_adamw(lists: [&[&Tensor]; 5], h: &crate::AdamHyper) -> Result<(), KernelError> {
+    let [p, g, m, v, s] = lists.map(ptrs);
+    // SAFETY: five arrays of `p.len()` live tensor pointers (the caller
+    // checked the lengths agree); the tensors outlive the call.
+    check("_fused_adamw_", unsafe {
+        sys::smk_fused_adamw(
+            p.as_ptr(),
+            g.as_ptr(),
+            m.as_ptr(),
+            v.as_ptr(),
+            s.as_ptr(),
+            p.len(),
+            h.lr,
+            h.beta1,
+            h.beta2,
+            h.weight_decay,
+            h.eps,
+        )
+    })
+}
+
+#[cfg(smolsweep_shim)]
+pub(crate) fn flash_attention_varlen(
+    qkv: [&Tensor; 3],
+    cu: [&Tensor; 2],
+    max: [i64; 2],
+    scale: f64,
+    causal: bool,
+) -> Result<Tensor, KernelError> {
+    let mut out = std::ptr::null_mut();
+    // SAFETY: live tensors in, a valid place for the result pointer out.
+    let err = unsafe {
+        sys::smk_flash_attention_varlen(
+            qkv[0].as_ptr(),
+            qkv[1].as_ptr(),
+            qkv[2].as_ptr(),
+            cu[0].as_ptr(),
+            cu[1].as_ptr(),
+            max[0],
+            max[1],
+            scale,
+            i32::from(causal),
+            &mut out,
+        )
+    };
+    check("_flash_attention_forward", err)?;
+    owned("_flash_attention_forward", out)
+}
+
+#[cfg(not(smolsweep_shim))]
+mod absent {
+    use super::*;
+
+    pub(crate) fn torch_version() -> Option<&'static str> {
+        None
+    }
+    pub(crate) fn alias(_: &Tensor, _: i64, _: &[i64]) -> Result<Tensor, KernelError> {
+        Err(KernelError::Unavailable { op: "alias" })
+    }
+    pub(crate) fn set_grad(_: &Tensor, _: &Tensor) -> Result<(), KernelError> {
+        Err(KernelError::Unavailable { op: "set_grad" })
+    }
+    pub(crate) fn grad_data_ptr(_: &Tensor) -> Result<usize, KernelError> {
+        Err(KernelError::Unavailable {
+            op: "grad_data_ptr",
+        })
+    }
+    pub(crate) fn fused_adamw(_: [&[&Tensor]; 5], _: &crate::AdamHyper) -> Result<(), KernelError> {
+        Err(KernelError::Unavailable {
+            op: "_fused_adamw_",
+        })
+    }
+    pub(crate) fn flash_attention_varlen(
+        _: [&Tensor; 3],
+        _: [&Tensor; 2],
+        _: [i64; 2],
+        _: f64,
+        _: bool,
+    ) -> Result<Tensor, KernelError> {
+        Err(KernelError::Unavailable {
+            op: "_flash_attention_forward",
+        })
+    }
+}
+#[cfg(not(smolsweep_shim))]
+pub(crate) use absent::*;
