@@ -279,6 +279,9 @@ pub struct EvalArgs {
     /// Wrap prompts in the model's chat template (few-shot as alternating turns).
     #[arg(long)]
     pub chat_template: bool,
+    /// Whose conventions: `lm-eval` (lm-evaluation-harness) or `smollm2` (lighteval as SmolLM2 ran it).
+    #[arg(long, default_value = "lm-eval")]
+    pub convention: String,
     /// Questions (or prompts) per forward pass, or `auto`.
     #[arg(long, default_value = "auto")]
     pub batch_size: String,

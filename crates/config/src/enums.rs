@@ -139,6 +139,18 @@ word_enum! {
 }
 
 word_enum! {
+    /// Whose conventions an evaluation follows: prompts, few-shot picks,
+    /// generation settings and metrics.
+    Convention {
+        /// lm-evaluation-harness, task by task (its YAMLs).
+        LmEval = "lm-eval",
+        /// SmolLM2's evaluation: lighteval@ea46419a with the chat template,
+        /// as the SmolTulu paper's numbers were made.
+        Smollm2 = "smollm2",
+    }
+}
+
+word_enum! {
     /// Compute dtype.
     DType {
         /// f32 on the CPU, bf16 on CUDA.

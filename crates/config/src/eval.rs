@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::benchmarks::GSM8K_FEWSHOT;
-use crate::enums::{DeviceSpec, MicroBatch};
+use crate::enums::{Convention, DeviceSpec, MicroBatch};
 use crate::keys::{check_table, fill_defaults, schema, KeyError, Kind};
 
 schema! {
@@ -22,6 +22,8 @@ schema! {
     gsm8k_fewshot: u64 = "5", Kind::Int { min: 0 };
     /// Wrap prompts in the model's chat template (lm-eval's --apply_chat_template).
     chat_template: bool = "false", Kind::Bool;
+    /// Whose prompts, few-shot picks, generation settings and metrics: "lm-eval" or "smollm2" (the paper's lighteval setup).
+    convention: Convention = "\"lm-eval\"", Kind::Choice(Convention::NAMES);
     /// Questions (or prompts) per forward pass, or "auto".
     batch_size: MicroBatch = "\"auto\"", Kind::IntOrAuto;
     /// Device of the evaluation (default: the trial's `device`).
@@ -64,6 +66,9 @@ impl EvalConfig {
         if self.chat_template {
             args.push("--chat-template".into());
         }
+        if self.convention != Convention::LmEval {
+            args.extend(["--convention".to_string(), self.convention.to_string()]);
+        }
         args.extend(["--batch-size".to_string(), self.batch_size.to_string()]);
         let device = self
             .device
@@ -73,5 +78,40 @@ impl EvalConfig {
             args.extend(["--device".to_string(), d]);
         }
         args
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(s: &str) -> toml::Table {
+        s.parse().expect("test TOML")
+    }
+
+    #[test]
+    fn convention_defaults_to_lm_eval_and_is_passed_on_otherwise() {
+        let base = Path::new(".");
+        let c = EvalConfig::from_table(&table("tasks = [\"piqa\"]"), base).expect("valid");
+        assert_eq!(c.convention, Convention::LmEval);
+        assert!(!c.eval_args(None).contains(&"--convention".to_string()));
+        let c =
+            EvalConfig::from_table(&table("tasks = [\"piqa\"]\nconvention = \"smollm2\""), base)
+                .expect("valid");
+        assert_eq!(c.convention, Convention::Smollm2);
+        let args = c.eval_args(None);
+        let i = args.iter().position(|a| a == "--convention").expect("flag");
+        assert_eq!(args[i + 1], "smollm2");
+    }
+
+    #[test]
+    fn an_unknown_convention_names_the_key() {
+        let e = EvalConfig::from_table(
+            &table("tasks = [\"piqa\"]\nconvention = \"helm\""),
+            Path::new("."),
+        )
+        .expect_err("refused");
+        assert_eq!(e.key, "convention");
+        assert!(e.message.contains("smollm2"), "{}", e.message);
     }
 }

@@ -24,8 +24,8 @@ pub mod value;
 
 pub use benchmarks::Task;
 pub use enums::{
-    Attention, ChatTemplate, DType, DeviceSpec, DpoLoss, Forward, InitKind, LossReduction,
-    MicroBatch, Schedule, Stage,
+    Attention, ChatTemplate, Convention, DType, DeviceSpec, DpoLoss, Forward, InitKind,
+    LossReduction, MicroBatch, Schedule, Stage,
 };
 pub use error::ConfigError;
 pub use eval::EvalConfig;

@@ -22,5 +22,5 @@ pub mod text;
 pub use data::{load_task, DataSources, TaskSpec};
 pub use error::EvalError;
 pub use loglik::BatchSize;
-pub use runner::{evaluate, EvalOptions, EvalResults, Metric, TaskResult};
+pub use runner::{evaluate, Convention, EvalOptions, EvalResults, Metric, TaskResult};
 pub use tasks::{TaskData, TaskKind};

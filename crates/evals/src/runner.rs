@@ -23,6 +23,7 @@ use crate::tasks::{Docs, Gsm8kDoc, IfEvalDoc, McDoc, PromptFormat, TaskData};
 pub use smolsweep_config::benchmarks::{FEWSHOT_SEED, IFEVAL_MAX_GEN_TOKS};
 /// results.json, defined with the other contracts in `smolsweep-config`.
 pub use smolsweep_config::results::{EvalResults, Metric, TaskResult};
+pub use smolsweep_config::Convention;
 
 /// How to evaluate.
 #[derive(Debug, Clone)]
@@ -37,6 +38,8 @@ pub struct EvalOptions {
     pub gsm8k_fewshot: usize,
     /// Keep one JSON object per example in [`TaskResult::samples`].
     pub keep_samples: bool,
+    /// Whose prompts, few-shot picks and metrics.
+    pub convention: Convention,
 }
 
 impl Default for EvalOptions {
@@ -47,6 +50,7 @@ impl Default for EvalOptions {
             fewshot_seed: FEWSHOT_SEED,
             gsm8k_fewshot: smolsweep_config::benchmarks::GSM8K_FEWSHOT as usize,
             keep_samples: false,
+            convention: Convention::LmEval,
         }
     }
 }

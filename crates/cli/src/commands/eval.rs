@@ -15,6 +15,10 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         .batch_size
         .parse()
         .map_err(|e: String| anyhow::anyhow!("--batch-size {e}"))?;
+    let convention: smolsweep_evals::Convention = a
+        .convention
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--convention {e}"))?;
     let sources = DataSources {
         data_dir: a.data_dir.clone(),
         fewshot_from: a.fewshot_from.clone(),
@@ -40,6 +44,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     let m = load_model(&a.model)?;
     let opts = EvalOptions {
         chat_template: a.chat_template,
+        convention,
         batch_size,
         keep_samples: a.samples.is_some(),
         gsm8k_fewshot: usize::try_from(a.gsm8k_fewshot).context("--gsm8k-fewshot")?,
