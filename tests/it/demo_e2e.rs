@@ -105,6 +105,27 @@ fn reduced_demo_grid_trains_evaluates_reports_and_reruns_as_a_no_op() {
             }
         }
         assert_eq!(r["tasks"]["gsm8k"]["num_fewshot"], 1, "demo.toml's shots");
+        // The paper's rows, computed from the task scores beside them.
+        let acc_norm = |t: &str| r["tasks"][t]["metrics"]["acc_norm"]["value"].as_f64();
+        let rows = r["paper"].as_array().expect("paper rows");
+        let arc = rows
+            .iter()
+            .find(|p| p["row"] == "ARC (Average)")
+            .expect("ARC (Average)");
+        let want = (acc_norm("arc_easy").expect("easy")
+            + acc_norm("arc_challenge").expect("challenge"))
+            / 2.0;
+        assert!((arc["value"].as_f64().expect("value") - want).abs() < 1e-12);
+        let names: Vec<&str> = rows.iter().filter_map(|p| p["row"].as_str()).collect();
+        for row in [
+            "ARC (Average)",
+            "GSM8K (5-shot)",
+            "HellaSwag",
+            "IFEval (Average)",
+            "PIQA",
+        ] {
+            assert!(names.contains(&row), "{names:?}");
+        }
         assert_eq!(r["chat_template"], true);
         n += 1;
     }
@@ -120,6 +141,9 @@ fn reduced_demo_grid_trains_evaluates_reports_and_reruns_as_a_no_op() {
     );
     let png = std::fs::read(report.join("figure1.png")).expect("figure1.png");
     assert!(png.starts_with(b"\x89PNG") && png.len() > 50_000);
+    let png = std::fs::read(report.join("all_metrics.png")).expect("all_metrics.png");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 50_000);
+    assert!(md.contains("## The paper's Table 9 rows"), "{md}");
     let summary: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(report.join("summary.json")).expect("summary.json"),
     )

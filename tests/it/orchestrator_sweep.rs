@@ -527,3 +527,107 @@ fn overhead_of_the_scheduler() {
         mean(&per_trial)
     );
 }
+
+#[test]
+fn status_export_and_report_show_the_papers_averages() {
+    let s = Sweep::new(10, "lr = [1e-5, 3e-5]", "[resources]\nslots_per_gpu = 2\n");
+    // ARC-Challenge beside ARC-Easy (the stand-in scores by task name; the
+    // ARC file serves both), so "ARC (Average)" can be computed.
+    let text = std::fs::read_to_string(s.toml()).expect("toml");
+    let arc = fixtures().join("tiny/data/arc_easy.jsonl");
+    let text = text.replace(
+        "tasks = [",
+        &format!("tasks = [\"arc_challenge={}\", ", arc.display()),
+    );
+    std::fs::write(s.toml(), text).expect("toml");
+    assert_ok(&s.run());
+    let toml = s.toml().to_str().expect("utf-8").to_string();
+
+    // By hand, per trial, from the recorded task scores.
+    let db = scores(&s);
+    let expected: Vec<(String, f64)> = {
+        let mut keys: Vec<&String> = db.iter().map(|(k, ..)| k).collect();
+        keys.dedup();
+        keys.into_iter()
+            .map(|k| {
+                let of = |task: &str| {
+                    db.iter()
+                        .find(|(kk, t, m, _)| kk == k && t == task && m == "acc_norm")
+                        .map(|r| r.3)
+                        .expect("score")
+                };
+                (k.clone(), (of("arc_easy") + of("arc_challenge")) / 2.0)
+            })
+            .collect()
+    };
+    assert_eq!(expected.len(), 2);
+
+    let o = s.command(&["status", &toml]).output().expect("status");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = stdout(&o);
+    let header = table.lines().nth(1).expect("header");
+    assert!(header.contains("ARC (Average)"), "{table}");
+    // No IFEval scores, so no IFEval average.
+    assert!(!header.contains("IFEval"), "{table}");
+
+    let o = s
+        .command(&["status", &toml, "--json"])
+        .output()
+        .expect("status --json");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    for t in j["trials"].as_array().expect("trials") {
+        let key = serde_json::to_string(&t["point"]).expect("point");
+        let want = expected
+            .iter()
+            .find(|(k, _)| {
+                serde_json::from_str::<serde_json::Value>(k).expect("key")
+                    == serde_json::from_str::<serde_json::Value>(&key).expect("key")
+            })
+            .map(|e| e.1)
+            .expect("trial");
+        let got = t["paper"]["ARC (Average)"]["value"].as_f64().expect("row");
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        assert_eq!(
+            t["paper"]["ARC (Average)"]["from"],
+            serde_json::json!(["arc_easy/acc_norm", "arc_challenge/acc_norm"])
+        );
+        // HellaSwag is a row of its own, from its task's acc_norm.
+        assert!(t["paper"]["HellaSwag"]["value"].is_number());
+    }
+
+    let csv = s.dir.path().join("out.csv");
+    let o = s
+        .command(&["export", &toml, "--csv", csv.to_str().expect("utf-8")])
+        .output()
+        .expect("export");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&csv).expect("csv");
+    let header: Vec<&str> = text.lines().next().expect("header").split(',').collect();
+    let col = header
+        .iter()
+        .position(|h| *h == "paper/ARC (Average)")
+        .unwrap_or_else(|| panic!("{header:?}"));
+    let mut got: Vec<f64> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .nth(col)
+                .expect("cell")
+                .parse()
+                .expect("number")
+        })
+        .collect();
+    let mut want: Vec<f64> = expected.iter().map(|e| e.1).collect();
+    got.sort_by(f64::total_cmp);
+    want.sort_by(f64::total_cmp);
+    assert_eq!(got, want);
+
+    let o = s.command(&["report", &toml]).output().expect("report");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(s.out().join("report/report.md")).expect("report.md");
+    assert!(md.contains("| ARC (Average) | `ARC (Average)`"), "{md}");
+    assert!(s.out().join("report/figure1.png").exists());
+    assert!(s.out().join("report/all_metrics.png").exists());
+}

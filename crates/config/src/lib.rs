@@ -16,6 +16,7 @@ pub mod eval;
 pub mod events;
 pub mod exit;
 pub mod keys;
+pub mod paper;
 pub mod results;
 pub mod state;
 pub mod sweep;

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::paper::{paper_scores, PaperScore};
+
 /// A metric's value and lm-eval's standard error of it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Metric {
@@ -45,9 +47,25 @@ pub struct EvalResults {
     /// Task name -> result.
     pub tasks: BTreeMap<String, TaskResult>,
     pub total_wall_s: f64,
+    /// The SmolTulu paper's table rows these scores make (ARC (Average),
+    /// IFEval (Average), ...), in the paper's order: derived from `tasks`
+    /// when written, recomputed from scores wherever they are shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paper: Vec<PaperScore>,
 }
 
 impl EvalResults {
+    /// Fills [`EvalResults::paper`] from the task scores.
+    pub fn with_paper_rows(mut self) -> Self {
+        self.paper = paper_scores(|task, metric| {
+            self.tasks
+                .get(task)
+                .and_then(|r| r.metrics.get(metric))
+                .copied()
+        });
+        self
+    }
+
     /// Every (task, metric, value) in task then metric order.
     pub fn scores(&self) -> Vec<(&str, &str, Metric)> {
         self.tasks

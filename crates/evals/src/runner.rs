@@ -157,7 +157,9 @@ pub fn evaluate(m: &LoadedModel, tasks: &[TaskData], opts: &EvalOptions) -> Resu
         smolsweep_version: env!("CARGO_PKG_VERSION").to_owned(),
         tasks: out,
         total_wall_s: start.elapsed().as_secs_f64(),
-    })
+        paper: Vec::new(),
+    }
+    .with_paper_rows())
 }
 
 type Run = (BTreeMap<String, Metric>, usize, Vec<Value>);

@@ -11,6 +11,8 @@ use smolsweep_config::TrialState;
 
 use crate::locks;
 use crate::store::{job_json, now, Score, SlurmJob, Store, StoreError, Trial, DEFAULT_SET};
+use smolsweep_config::paper::{self, paper_scores, PaperScore, PAPER_ROWS};
+use smolsweep_config::results::Metric;
 use smolsweep_config::value::format_float;
 use smolsweep_config::SweepSpec;
 
@@ -22,6 +24,8 @@ pub struct TrialView {
     /// `running` shown as `interrupted` when no orchestrator is alive.
     pub shown_state: String,
     pub scores: Vec<Score>,
+    /// The paper's table rows its scores make, in the paper's order.
+    pub paper: Vec<PaperScore>,
     /// The Slurm job of its latest attempt (Slurm backend).
     pub slurm: Option<SlurmJob>,
 }
@@ -35,6 +39,8 @@ pub struct Snapshot {
     pub rows: Vec<TrialView>,
     /// Every (task, metric) that any trial has, sorted.
     pub metrics: Vec<(String, String)>,
+    /// The paper's rows any trial has, in the paper's order.
+    pub paper_rows: Vec<&'static str>,
     /// The results set whose scores these are (`default`: the sweep's
     /// own `[eval]`).
     pub results_set: String,
@@ -111,7 +117,7 @@ pub async fn read_set(spec: &SweepSpec, results: Option<&str>) -> Result<Snapsho
     for s in scores {
         by_trial.entry(s.trial_id).or_default().push(s.score);
     }
-    let rows = trials
+    let rows: Vec<TrialView> = trials
         .into_iter()
         .map(|t| {
             let point = serde_json::from_str(&t.point_key).unwrap_or_default();
@@ -124,8 +130,10 @@ pub async fn read_set(spec: &SweepSpec, results: Option<&str>) -> Result<Snapsho
                 } else {
                     t.state.to_string()
                 };
+            let scores = by_trial.remove(&t.id).unwrap_or_default();
             TrialView {
-                scores: by_trial.remove(&t.id).unwrap_or_default(),
+                paper: paper_of(&scores),
+                scores,
                 trial: t,
                 point,
                 shown_state,
@@ -133,8 +141,17 @@ pub async fn read_set(spec: &SweepSpec, results: Option<&str>) -> Result<Snapsho
             }
         })
         .collect();
+    let paper_rows = PAPER_ROWS
+        .iter()
+        .map(|r| r.name)
+        .filter(|n| {
+            rows.iter()
+                .any(|v: &TrialView| v.paper.iter().any(|p| p.row == *n))
+        })
+        .collect();
     Ok(Snapshot {
         name: sweep.name,
+        paper_rows,
         axes: spec.grid.iter().map(|a| a.key.clone()).collect(),
         orchestrator,
         rows,
@@ -146,6 +163,34 @@ pub async fn read_set(spec: &SweepSpec, results: Option<&str>) -> Result<Snapsho
             .get("max_steps")
             .and_then(toml::Value::as_integer),
     })
+}
+
+/// The paper's rows a trial's scores make.
+fn paper_of(scores: &[Score]) -> Vec<PaperScore> {
+    paper_scores(|task, metric| {
+        scores
+            .iter()
+            .find(|s| s.task == task && s.metric == metric)
+            .map(|s| Metric {
+                value: s.value,
+                stderr: s.stderr,
+            })
+    })
+}
+
+/// The paper's rows the status table adds as columns: the combinations
+/// (ARC (Average), IFEval (Average)); a single-metric row is already the
+/// headline of its task's column.
+fn combined_rows(s: &Snapshot) -> Vec<&'static str> {
+    s.paper_rows
+        .iter()
+        .copied()
+        .filter(|n| paper::row(n).is_some_and(|r| r.is_combined()))
+        .collect()
+}
+
+fn paper_value(r: &TrialView, row: &str) -> Option<f64> {
+    r.paper.iter().find(|p| p.row == row).map(|p| p.value)
 }
 
 fn json_text(v: &Json) -> String {
@@ -193,6 +238,8 @@ pub fn render_table(s: &Snapshot) -> String {
     header.extend(s.axes.iter().cloned());
     header.extend(["state", "attempt", "progress", "loss"].map(String::from));
     header.extend(tasks.iter().cloned());
+    let combined = combined_rows(s);
+    header.extend(combined.iter().map(|n| n.to_string()));
     header.push("slot".into());
     let on_slurm = s.rows.iter().any(|r| r.slurm.is_some());
     if on_slurm {
@@ -242,6 +289,13 @@ pub fn render_table(s: &Snapshot) -> String {
         for task in &tasks {
             row.push(
                 headline(&r.scores, task)
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
+        for name in &combined {
+            row.push(
+                paper_value(r, name)
                     .map(|v| format!("{v:.4}"))
                     .unwrap_or_else(|| "-".into()),
             );
@@ -359,6 +413,11 @@ pub fn render_json(s: &Snapshot) -> Json {
                 "stopped_step": t.stopped_step,
                 "stopped_message": t.stopped_message,
                 "scores": scores,
+                "paper": r.paper.iter().map(|p| (p.row.clone(), json!({
+                    "value": p.value,
+                    "stderr": p.stderr,
+                    "from": p.from,
+                }))).collect::<serde_json::Map<String, Json>>(),
                 "slurm": r.slurm.as_ref().map(job_json),
             })
         })
@@ -412,6 +471,10 @@ pub fn render_csv(spec: &SweepSpec, s: &Snapshot) -> String {
     for (task, metric) in &s.metrics {
         header.push(format!("{task}/{metric}"));
     }
+    for name in &s.paper_rows {
+        header.push(format!("paper/{name}"));
+        header.push(format!("paper/{name}/stderr"));
+    }
     let mut out = header
         .iter()
         .map(|h| csv_cell(h))
@@ -451,6 +514,11 @@ pub fn render_csv(spec: &SweepSpec, s: &Snapshot) -> String {
                 .iter()
                 .find(|sc| &sc.task == task && &sc.metric == metric)
                 .map(|sc| sc.value.to_string())));
+        }
+        for name in &s.paper_rows {
+            let p = r.paper.iter().find(|p| p.row == *name);
+            row.push(opt(p.map(|p| p.value.to_string())));
+            row.push(opt(p.and_then(|p| p.stderr).map(|e| e.to_string())));
         }
         out.push_str(
             &row.iter()

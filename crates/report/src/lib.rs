@@ -11,7 +11,8 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `figure1.png` | every metric side by side, Figure-1 benchmarks first (ARC, GSM8K, HellaSwag, IFEval), [`COMBINED_COLUMNS`] panels of [`PANEL_SIZE`] per row under a [`COMBINED_TITLE_H`]-pixel title |
+//! | `figure1.png` | the paper's Figure 1: (a) ARC (Average), (b) GSM8K, (c) HellaSwag, (d) IFEval (Average), each panel of [`PANEL_SIZE`] (see [`sweep::FIGURE1_PANELS`] for what stands in where the sweep lacks a benchmark) under a [`COMBINED_TITLE_H`]-pixel title |
+//! | `all_metrics.png` | every metric side by side, Figure-1 benchmarks first, [`COMBINED_COLUMNS`] panels per row |
 //! | `metric_<slug>.png` | one metric, [`METRIC_FIGURE_SIZE`] pixels: filled contours when the scored points span at least 2 LRs and 2 BSs, else a line plot |
 //! | `ratio_<slug>.png` | score against log10(LR/BS), [`RATIO_FIGURE_SIZE`] pixels |
 //! | `report.md`, `report.html` | the report (HTML with the images inlined) |
@@ -43,7 +44,7 @@ use plotters::style::text_anchor::{HPos, VPos};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use sweep::{figure1_order, higher_is_better, points_for_metric, slug, Axes};
+use sweep::{figure1_metrics, figure1_order, higher_is_better, points_for_metric, slug, Axes};
 
 /// Where a trial stands: the sweep record's states.
 pub use smolsweep_config::TrialState;
@@ -228,10 +229,18 @@ pub struct ReportSummary {
     /// Every file written, in order.
     pub files: Vec<PathBuf>,
     pub progress: Progress,
-    /// The combined figure, when there is at least one metric.
+    /// `all_metrics.png`, every metric side by side, when there is at
+    /// least one metric.
     pub combined: Option<PathBuf>,
-    /// Panels of the combined figure, in drawing order (row-major).
+    /// Panels of `all_metrics.png`, in drawing order (row-major).
     pub combined_panels: Vec<PanelInfo>,
+    /// `figure1.png`, the paper's four panels, when the sweep has any of
+    /// their benchmarks.
+    pub figure1: Option<PathBuf>,
+    /// Its panels, in drawing order.
+    pub figure1_panels: Vec<PanelInfo>,
+    /// The metric each panel of `figure1.png` draws.
+    pub figure1_metrics: Vec<String>,
     pub metrics: Vec<MetricSummary>,
 }
 
@@ -254,6 +263,46 @@ impl Prepared {
             fmt: self.fmt,
         }
     }
+}
+
+/// Draws panels side by side, [`COMBINED_COLUMNS`] to a row, under a
+/// title strip: `all_metrics.png` and `figure1.png`.
+fn render_sheet(
+    path: &Path,
+    sweep_name: &str,
+    axes: &Axes,
+    panels: &[(&Prepared, String)],
+) -> Result<Vec<PanelInfo>, ReportError> {
+    let cols = panels.len().min(COMBINED_COLUMNS);
+    let rows = panels.len().div_ceil(cols);
+    let size = (
+        PANEL_SIZE.0 * cols as u32,
+        PANEL_SIZE.1 * rows as u32 + COMBINED_TITLE_H,
+    );
+    render_png(path, size, |root| {
+        let (title_area, body) = root.split_vertically(COMBINED_TITLE_H);
+        let (tw, th) = title_area.dim_in_pixel();
+        title_area.draw(&Text::new(
+            if panels
+                .iter()
+                .all(|(p, _)| p.data(axes).kind() == PlotKind::Contour)
+            {
+                format!(
+                    "{sweep_name}: benchmark score over learning rate × effective batch size (darker = better)"
+                )
+            } else {
+                format!("{sweep_name}: benchmark score over the sweep")
+            },
+            (tw as i32 / 2, th as i32 / 2),
+            text_at(20.0, BLACK, HPos::Center, VPos::Center),
+        ))?;
+        let cells = body.split_evenly((rows, cols));
+        let mut out = Vec::new();
+        for ((p, title), cell) in panels.iter().zip(&cells) {
+            out.push(metric_panel(root, cell, &p.data(axes), title)?);
+        }
+        Ok(out)
+    })
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
@@ -341,44 +390,42 @@ pub fn render_report(input: &ReportInput, out_dir: &Path) -> Result<ReportSummar
         });
     }
 
-    let (combined, combined_panels) = if prepared.is_empty() {
+    let all_panels: Vec<(&Prepared, String)> = prepared
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            (
+                p,
+                format!("({}) {}", char::from(b'a' + (i % 26) as u8), p.name),
+            )
+        })
+        .collect();
+    let (combined, combined_panels) = if all_panels.is_empty() {
+        (None, Vec::new())
+    } else {
+        let path = out_dir.join("all_metrics.png");
+        let panels = render_sheet(&path, &input.sweep_name, &axes, &all_panels)?;
+        files.push(path.clone());
+        (Some(path), panels)
+    };
+    let figure1_panels: Vec<(&Prepared, String)> = figure1_metrics(&metric_names)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, (title, metric))| {
+            let p = prepared.iter().find(|p| p.name == metric)?;
+            let letter = char::from(b'a' + i as u8);
+            Some(if title == metric {
+                (p, format!("({letter}) {title}"))
+            } else {
+                (p, format!("({letter}) {title}: {metric}"))
+            })
+        })
+        .collect();
+    let (figure1, figure1_drawn) = if figure1_panels.is_empty() {
         (None, Vec::new())
     } else {
         let path = out_dir.join("figure1.png");
-        let cols = prepared.len().min(COMBINED_COLUMNS);
-        let rows = prepared.len().div_ceil(cols);
-        let size = (
-            PANEL_SIZE.0 * cols as u32,
-            PANEL_SIZE.1 * rows as u32 + COMBINED_TITLE_H,
-        );
-        let panels = render_png(&path, size, |root| {
-            let (title_area, body) = root.split_vertically(COMBINED_TITLE_H);
-            let (tw, th) = title_area.dim_in_pixel();
-            title_area.draw(&Text::new(
-                if prepared.iter().all(|p| p.data(&axes).kind() == PlotKind::Contour) {
-                    format!(
-                        "{}: benchmark score over learning rate × effective batch size (darker = better)",
-                        input.sweep_name
-                    )
-                } else {
-                    format!("{}: benchmark score over the sweep", input.sweep_name)
-                },
-                (tw as i32 / 2, th as i32 / 2),
-                text_at(20.0, BLACK, HPos::Center, VPos::Center),
-            ))?;
-            let cells = body.split_evenly((rows, cols));
-            let mut out = Vec::new();
-            for (i, (p, cell)) in prepared.iter().zip(&cells).enumerate() {
-                let letter = char::from(b'a' + (i % 26) as u8);
-                out.push(metric_panel(
-                    root,
-                    cell,
-                    &p.data(&axes),
-                    &format!("({letter}) {}", p.name),
-                )?);
-            }
-            Ok(out)
-        })?;
+        let panels = render_sheet(&path, &input.sweep_name, &axes, &figure1_panels)?;
         files.push(path.clone());
         (Some(path), panels)
     };
@@ -393,6 +440,9 @@ pub fn render_report(input: &ReportInput, out_dir: &Path) -> Result<ReportSummar
         progress,
         combined,
         combined_panels,
+        figure1,
+        figure1_panels: figure1_drawn,
+        figure1_metrics: figure1_panels.iter().map(|(p, _)| p.name.clone()).collect(),
         metrics,
     };
     let blocks = report_blocks(input, &summary, &metric_names);
@@ -494,6 +544,56 @@ fn results_csv(input: &ReportInput, metrics: &[String]) -> String {
     out
 }
 
+/// Table 9 as this sweep scores it: per paper row, its best point.
+fn paper_table(summary: &ReportSummary) -> Option<Block> {
+    use smolsweep_config::paper::PAPER_ROWS;
+    let paper = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "–".into());
+    let rows: Vec<Vec<String>> = PAPER_ROWS
+        .iter()
+        .filter_map(|row| {
+            // A combination is a metric of its own; a single row is its
+            // task's metric.
+            let metric = if row.is_combined() {
+                row.name.to_string()
+            } else {
+                let part = row.parts.first()?;
+                format!("{}/{}", part.task, part.metric_name()?)
+            };
+            let m = summary.metrics.iter().find(|m| m.metric == metric)?;
+            let best = m.analysis.best.as_ref()?;
+            let fmt = ValueFmt::for_values(
+                &m.points
+                    .iter()
+                    .flat_map(|p| p.scores.iter().copied())
+                    .collect::<Vec<_>>(),
+            );
+            Some(vec![
+                row.name.to_string(),
+                format!("`{metric}`"),
+                fmt_lr(best.lr),
+                best.batch_size.to_string(),
+                fmt_ratio_e6(best.ratio),
+                format!("{}{}", fmt.fmt(best.mean), fmt.unit()),
+                paper(row.sft_1130),
+                paper(row.sft_1207),
+            ])
+        })
+        .collect();
+    (!rows.is_empty()).then(|| Block::Table {
+        header: vec![
+            "row".into(),
+            "metric".into(),
+            "best LR".into(),
+            "BS".into(),
+            "LR/BS × 10⁶".into(),
+            "score".into(),
+            "SmolTulu SFT-1130".into(),
+            "SmolTulu SFT-1207".into(),
+        ],
+        rows,
+    })
+}
+
 fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|f| f.to_string_lossy().into_owned())
@@ -544,10 +644,24 @@ fn report_blocks(
         ));
     }
 
-    if let Some(c) = &summary.combined {
+    if let Some(f) = &summary.figure1 {
         b.push(Block::Heading(
             2,
             "Figure 1: score over learning rate × batch size".into(),
+        ));
+        b.push(Block::Image(
+            file_name(f),
+            "Figure 1: the paper's four panels over LR × BS".into(),
+        ));
+        b.push(Block::Para(format!(
+            "The paper's Figure 1 panels, in its order: {}.",
+            summary.figure1_metrics.join(", ")
+        )));
+    }
+    if let Some(c) = &summary.combined {
+        b.push(Block::Heading(
+            2,
+            "Every metric over learning rate × batch size".into(),
         ));
         b.push(Block::Image(
             file_name(c),
@@ -619,6 +733,20 @@ fn report_blocks(
             ],
             rows,
         });
+
+        if let Some(table) = paper_table(summary) {
+            b.push(Block::Heading(2, "The paper's Table 9 rows".into()));
+            b.push(Block::Para(
+                "Each row of the SmolTulu paper's Tables 3 and 9 that this sweep scores, at the sweep's best grid \
+                 point for that row, beside the paper's SmolTulu SFT models (Table 3; SmolLM2-1.7B trained on the \
+                 full Tulu 3 mixture, so a small or synthetic sweep is not expected to reach them). ARC (Average) \
+                 is the mean of ARC-Easy and ARC-Challenge acc_norm, IFEval (Average) the mean of prompt- and \
+                 instruction-level strict accuracy. The paper scored with SmolLM2's lighteval setup: compare \
+                 like with like by evaluating with `convention = \"smollm2\"`."
+                    .into(),
+            ));
+            b.push(table);
+        }
 
         b.push(Block::Heading(2, "Ratio analysis".into()));
         b.push(Block::Para(format!(

@@ -219,6 +219,50 @@ pub fn figure1_order(metric: &str) -> (usize, String) {
     (rank, metric.to_string())
 }
 
+/// The four panels of the paper's Figure 1, in its order, each with the
+/// metrics that stand for it, preferred first: the paper's averages where
+/// the sweep has them (see `smolsweep_config::paper`), else one task of
+/// the benchmark, else any metric of it another harness named its way.
+pub const FIGURE1_PANELS: [(&str, &[&str], &str); 4] = [
+    (
+        "ARC (Average)",
+        &[
+            "ARC (Average)",
+            "arc_challenge/acc_norm",
+            "arc_easy/acc_norm",
+        ],
+        "arc",
+    ),
+    ("GSM8K", &["gsm8k/exact_match_strict"], "gsm8k"),
+    ("HellaSwag", &["hellaswag/acc_norm"], "hellaswag"),
+    (
+        "IFEval (Average)",
+        &["IFEval (Average)", "ifeval/prompt_level_strict_acc"],
+        "ifeval",
+    ),
+];
+
+/// Figure 1's panels that this sweep can draw: (panel title, metric).
+pub fn figure1_metrics(metrics: &[String]) -> Vec<(&'static str, String)> {
+    FIGURE1_PANELS
+        .iter()
+        .filter_map(|(title, preferred, prefix)| {
+            preferred
+                .iter()
+                .find(|m| metrics.iter().any(|x| x == *m))
+                .map(|m| m.to_string())
+                .or_else(|| {
+                    metrics
+                        .iter()
+                        .filter(|m| benchmark_of(m).to_ascii_lowercase().starts_with(prefix))
+                        .min_by_key(|m| figure1_order(m))
+                        .cloned()
+                })
+                .map(|m| (*title, m))
+        })
+        .collect()
+}
+
 /// A file-name-safe form of a metric name.
 pub fn slug(metric: &str) -> String {
     let mut s: String = metric

@@ -243,6 +243,21 @@ fn contour_darkest_band_sits_on_the_peak_and_markers_are_drawn() {
         assert!(combined.count_near(g.to_ipixel(PEAK.0 + 0.1, PEAK.1 + 0.2), 3, darkest) > 0);
     }
 
+    // figure1.png: the paper's four panels in its order; without the
+    // averages, one task of each stands in (GSM8K named lm-eval's way).
+    assert_eq!(
+        summary.figure1_metrics,
+        [
+            "arc_challenge/acc_norm",
+            "gsm8k/exact_match,strict-match",
+            "hellaswag/acc_norm",
+            "ifeval/prompt_level_strict_acc"
+        ]
+    );
+    let fig1 = decode(summary.figure1.as_ref().expect("figure1"));
+    assert_eq!(fig1.w as u32, 4 * PANEL_SIZE.0);
+    assert_eq!(summary.figure1_panels.len(), 4);
+
     // Ratio scatters at their documented size.
     let ratio = decode(m.ratio_figure.as_ref().expect("ratio figure"));
     assert_eq!((ratio.w as u32, ratio.h as u32), RATIO_FIGURE_SIZE);
@@ -257,7 +272,8 @@ fn report_files_are_complete_and_self_contained() {
         assert!(f.exists(), "{} missing", f.display());
     }
     let md = std::fs::read_to_string(dir.path().join("report.md")).expect("md");
-    assert!(md.contains("![All benchmarks over LR × BS](figure1.png)"));
+    assert!(md.contains("![All benchmarks over LR × BS](all_metrics.png)"));
+    assert!(md.contains("![Figure 1: the paper's four panels over LR × BS](figure1.png)"));
     assert!(md.contains("| metric | best LR |"));
     assert!(
         md.contains("All 49 expected trials have finished (47 completed, 1 diverged, 1 failed)."),
@@ -514,4 +530,91 @@ fn diverged_trials_name_the_rule_that_stopped_them() {
         .iter()
         .filter(|r| r[col - 1] == "completed")
         .all(|r| r[col].is_empty()));
+}
+
+/// A sweep scored on all seven of the paper's rows, its averages included
+/// as the orchestrator passes them (metrics named as the row).
+fn paper_grid() -> ReportInput {
+    let mut trials = Vec::new();
+    for lr in lrs() {
+        for bs in BSS {
+            let s = known(lr, bs);
+            let scores = vec![
+                ("ARC (Average)", s),
+                ("IFEval (Average)", s * 0.9),
+                ("arc_easy/acc_norm", s),
+                ("arc_challenge/acc_norm", s),
+                ("bbh/exact_match", s * 0.5),
+                ("gsm8k/exact_match_strict", s * 0.4),
+                ("hellaswag/acc_norm", s),
+                ("ifeval/prompt_level_strict_acc", s),
+                ("ifeval/inst_level_strict_acc", s * 0.8),
+                ("piqa/acc_norm", s),
+                ("piqa/acc", s * 0.97),
+            ];
+            trials.push(trial(lr, bs, 0, TrialState::Completed, &scores));
+        }
+    }
+    ReportInput {
+        sweep_name: "paper".into(),
+        spec_toml: String::new(),
+        expected_points: trials.len(),
+        trials,
+    }
+}
+
+#[test]
+fn figure1_has_the_papers_panels_and_the_report_its_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let summary = render_report(&paper_grid(), dir.path()).expect("renders");
+    assert_eq!(
+        summary.figure1_metrics,
+        [
+            "ARC (Average)",
+            "gsm8k/exact_match_strict",
+            "hellaswag/acc_norm",
+            "IFEval (Average)"
+        ]
+    );
+    // The averages keep their own contour like every metric.
+    for m in ["ARC (Average)", "IFEval (Average)"] {
+        let ms = summary
+            .metrics
+            .iter()
+            .find(|x| x.metric == m)
+            .unwrap_or_else(|| panic!("{m}"));
+        assert!(ms.figure.exists());
+    }
+    assert!(dir.path().join("all_metrics.png").exists());
+    let md = std::fs::read_to_string(dir.path().join("report.md")).expect("md");
+    assert!(md.contains("## The paper's Table 9 rows"), "{md}");
+    // Best points at the known peak; the paper's values beside them.
+    let best = summary
+        .metrics
+        .iter()
+        .find(|m| m.metric == "ARC (Average)")
+        .and_then(|m| m.analysis.best.clone())
+        .expect("best");
+    let line = md
+        .lines()
+        .find(|l| l.starts_with("| ARC (Average) | `ARC (Average)`"))
+        .unwrap_or_else(|| panic!("no ARC row in {md}"));
+    assert!(line.ends_with("| 51.0 | 55.6 |"), "{line}");
+    assert!(line.contains(&format!("| {} |", best.batch_size)), "{line}");
+    // BBH is the task's headline only once the registry knows the task;
+    // PIQA is acc_norm, not acc.
+    let piqa = md
+        .lines()
+        .find(|l| l.starts_with("| PIQA |"))
+        .expect("PIQA row");
+    assert!(
+        piqa.contains("`piqa/acc_norm`") && piqa.ends_with("| 72.7 | 76.9 |"),
+        "{piqa}"
+    );
+    assert!(md
+        .lines()
+        .any(|l| l.starts_with("| IFEval (Average) | `IFEval (Average)`")));
+    assert!(md
+        .lines()
+        .any(|l| l.starts_with("| GSM8K (5-shot) | `gsm8k/exact_match_strict`")));
 }

@@ -43,14 +43,16 @@ fn divergence_of(t: &smolsweep_orchestrator::store::Trial) -> Option<String> {
 pub fn run(a: &ReportArgs) -> Result<()> {
     let spec = SweepSpec::load(&a.sweep)?;
     let s = super::sweep_snapshot(&spec, a.results.as_deref())?;
-    let base_lr = spec
-        .train
-        .get("lr")
-        .and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)));
-    let base_bs = spec
-        .train
-        .get("batch_size")
-        .and_then(toml::Value::as_integer);
+    // A key neither the grid nor [train] sets has the trial schema's default.
+    let fixed = |key: &str| {
+        spec.train.get(key).cloned().or_else(|| {
+            smolsweep_config::keys::find(smolsweep_config::trial::TRIAL_KEYS, key)
+                .and_then(|k| k.default_value())
+        })
+    };
+    let base_lr =
+        fixed("lr").and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)));
+    let base_bs = fixed("batch_size").and_then(|v| v.as_integer());
     let mut trials = Vec::with_capacity(s.rows.len());
     for row in &s.rows {
         let lr = number(row.point.get("lr")).or(base_lr).with_context(|| {
@@ -71,10 +73,18 @@ pub fn run(a: &ReportArgs) -> Result<()> {
                 )
             })?;
         let seed = row.point.get("seed").and_then(Value::as_i64);
+        // The paper's averages are metrics of their own (contours, Figure
+        // 1's panels (a) and (d), Table 9); its single-metric rows are
+        // their tasks' metrics already.
+        let combined = row
+            .paper
+            .iter()
+            .filter(|p| smolsweep_config::paper::row(&p.row).is_some_and(|r| r.is_combined()));
         let scores: BTreeMap<String, f64> = row
             .scores
             .iter()
             .map(|sc| (format!("{}/{}", sc.task, sc.metric), sc.value))
+            .chain(combined.map(|p| (p.row.clone(), p.value)))
             .collect();
         let extra: BTreeMap<String, String> = row
             .point
