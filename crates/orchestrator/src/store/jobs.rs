@@ -42,6 +42,10 @@ impl Store {
 
     /// Every job, newest attempt last (for `status`).
     pub async fn slurm_jobs(&self) -> Result<Vec<SlurmJob>, StoreError> {
+        // A record from before the Slurm backend, read without migrating.
+        if !self.has_table("slurm_jobs").await? {
+            return Ok(Vec::new());
+        }
         sqlx::query_as::<_, SlurmJob>(&format!(
             "SELECT {JOB_COLUMNS} FROM slurm_jobs ORDER BY trial_id, attempt"
         ))

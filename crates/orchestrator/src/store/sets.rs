@@ -168,9 +168,16 @@ impl Store {
     /// Whether the record has results sets (a record made before them,
     /// opened read-only, was never migrated).
     pub(super) async fn has_results_sets(&self) -> Result<bool, StoreError> {
+        self.has_table("results_sets").await
+    }
+
+    /// Whether the record has this table: one made by an older version
+    /// and opened read-only (`status`, `report`) was never migrated.
+    pub(super) async fn has_table(&self, name: &str) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'results_sets'",
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
         )
+        .bind(name)
         .fetch_one(&self.pool)
         .await
         .map_err(|e| self.err(e))?;

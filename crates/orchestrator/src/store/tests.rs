@@ -348,6 +348,12 @@ fn a_record_from_before_stopped_early_migrates_whole() {
         assert_eq!(before.len(), 2);
         assert_eq!(before[1].diverged_rule.as_deref(), Some("zero_grad"));
         assert_eq!(before[1].stopped_step, None);
+        // `status` and `report` read jobs too: none, not an error.
+        assert!(read
+            .slurm_jobs()
+            .await
+            .expect("jobs of an unmigrated record")
+            .is_empty());
         read.close().await;
 
         let store = Store::open(&db).await.expect("migrate");
