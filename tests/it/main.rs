@@ -32,4 +32,5 @@ mod prepare;
 mod readme_keys;
 mod slurm_backend;
 mod stop_rule;
+mod sweep_chain;
 mod trainer_e2e;

@@ -261,16 +261,31 @@ impl Sweep {
     /// Rows of a SQL query on the sweep database (through python's
     /// sqlite3, so the test reads the file as an outsider would).
     pub fn sql(&self, query: &str) -> Vec<Vec<serde_json::Value>> {
-        let script = "import json,sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nprint(json.dumps([list(r) for r in c.execute(sys.argv[2])]))";
-        let o = Command::new("python3")
-            .args(["-c", script])
-            .arg(self.db())
-            .arg(query)
-            .output()
-            .expect("python3 sqlite3");
-        assert!(o.status.success(), "sql failed: {}", stderr(&o));
-        serde_json::from_slice(&o.stdout).expect("sql json")
+        sql(&self.db(), query)
     }
+}
+
+/// Fails the test with `smolsweep run`'s stderr unless it succeeded.
+pub fn assert_ok(o: &std::process::Output) {
+    assert!(
+        o.status.success(),
+        "smolsweep run failed ({:?}): {}",
+        o.status,
+        stderr(o)
+    );
+}
+
+/// Rows of a SQL query on a sweep database, read as an outsider would.
+pub fn sql(db: &Path, query: &str) -> Vec<Vec<serde_json::Value>> {
+    let script = "import json,sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nprint(json.dumps([list(r) for r in c.execute(sys.argv[2])]))";
+    let o = Command::new("python3")
+        .args(["-c", script])
+        .arg(db)
+        .arg(query)
+        .output()
+        .expect("python3 sqlite3");
+    assert!(o.status.success(), "sql failed: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("sql json")
 }
 
 /// `(point_key, task, metric, value)` of every score, sorted.

@@ -7,15 +7,6 @@ use std::time::{Duration, Instant};
 
 use crate::orchestrator_helpers::*;
 
-fn assert_ok(o: &std::process::Output) {
-    assert!(
-        o.status.success(),
-        "smolsweep run failed ({:?}): {}",
-        o.status,
-        stderr(o)
-    );
-}
-
 fn states(s: &Sweep) -> Vec<String> {
     s.trials()
         .iter()

@@ -62,15 +62,6 @@ fn slurm_resources(extra: &str) -> String {
     format!("[resources]\nbackend = \"slurm\"\nmax_retries = 0\n\n[resources.slurm]\n{gpus}{extra}")
 }
 
-fn assert_ok(o: &std::process::Output) {
-    assert!(
-        o.status.success(),
-        "smolsweep run failed ({:?}): {}",
-        o.status,
-        stderr(o)
-    );
-}
-
 fn states(s: &Sweep) -> Vec<String> {
     s.trials()
         .iter()

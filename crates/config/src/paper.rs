@@ -259,7 +259,7 @@ mod tests {
         let arc = &rows[0];
         assert!((arc.value - 0.45).abs() < 1e-12);
         // sqrt(0.01^2 + 0.013^2) / 2 = 0.0082006...
-        assert!((arc.stderr.unwrap() - 0.008_200_609_733).abs() < 1e-9);
+        assert!((arc.stderr.expect("stderr") - 0.008_200_609_733).abs() < 1e-9);
         assert_eq!(arc.from, ["arc_easy/acc_norm", "arc_challenge/acc_norm"]);
         // GSM8K takes the headline: strict, not flexible.
         assert!((rows[1].value - 0.25).abs() < 1e-12);
@@ -267,7 +267,7 @@ mod tests {
         assert!((rows[2].value - 0.42).abs() < 1e-12);
         let ife = &rows[3];
         assert!((ife.value - 0.45).abs() < 1e-12);
-        assert!((ife.stderr.unwrap() - 0.015).abs() < 1e-12);
+        assert!((ife.stderr.expect("stderr") - 0.015).abs() < 1e-12);
         assert!((rows[4].value - 0.50).abs() < 1e-12);
     }
 

@@ -5,12 +5,14 @@
 //! validation, is `smolsweep_config::SweepSpec`.
 //!
 //! - [`store`]: the SQLite record (sqlx, `migrations/`);
+//! - [`chain`]: models taken from another sweep's trial;
 //! - [`sched`]: the scheduler, the trial lifecycle and resume;
 //! - [`locks`]: one orchestrator per sweep, one process per trial;
 //! - [`gpu`]: GPU detection and slots;
 //! - [`progress`]: the live display;
 //! - [`snapshot`]: a sweep read back for `status`, `export` and `report`.
 
+pub mod chain;
 pub mod gpu;
 pub mod locks;
 pub mod progress;

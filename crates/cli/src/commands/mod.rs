@@ -74,6 +74,24 @@ pub(crate) fn sweep_snapshot(
         .with_context(|| format!("reading the sweep database {}", spec.db.display()))
 }
 
+/// Resolves the sweep's models given as another sweep's trial
+/// (`model = { sweep, trial }`), logging which trial each is.
+pub(crate) fn resolve_models(spec: &mut smolsweep_orchestrator::SweepSpec) -> Result<()> {
+    if spec.model_refs.is_empty() {
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // Said on stderr like the run's summary: which trial a chained sweep
+    // starts from is part of what the run did.
+    for r in rt.block_on(smolsweep_orchestrator::chain::resolve_models(spec))? {
+        eprintln!("train.{}: {}: {}", r.key, r.how, r.model.display());
+    }
+    Ok(())
+}
+
 /// Loads `--model` on `--device` in `--dtype`.
 pub(crate) fn load_model(a: &ModelArgs) -> Result<LoadedModel> {
     let t = std::time::Instant::now();

@@ -17,7 +17,8 @@ use super::prepared::{self, Entry};
 use crate::args::PrepareArgs;
 
 pub fn run(a: &PrepareArgs) -> Result<()> {
-    let spec = SweepSpec::load(&a.sweep)?;
+    let mut spec = SweepSpec::load(&a.sweep)?;
+    super::resolve_models(&mut spec)?;
     super::preflight::check(&spec)?;
     for line in prepare_sweep(&spec, 4)? {
         println!("{line}");

@@ -55,7 +55,8 @@ pub(crate) fn gpu_fallback() -> Box<dyn Fn() -> usize + Send + Sync> {
 
 pub fn run(a: &RunArgs) -> Result<()> {
     // Validation first and whole: nothing starts on a sweep with a bad key.
-    let spec = SweepSpec::load(&a.sweep)?;
+    let mut spec = SweepSpec::load(&a.sweep)?;
+    super::resolve_models(&mut spec)?;
     // The data too: a bad eval path found after training costs the run.
     super::preflight::check(&spec)?;
     if a.check && spec.resources.backend == smolsweep_config::sweep::Backend::Slurm {

@@ -32,12 +32,24 @@ impl SweepSpec {
                 )
             })
             .collect();
-        serde_json::json!({
+        let mut frozen = serde_json::json!({
             "name": self.name,
             "train": to_json(&toml::Value::Table(self.train.clone())),
             "grid": grid,
             "eval": self.eval_table.as_ref().map(|t| to_json(&toml::Value::Table(t.clone()))),
-        })
+        });
+        // What models given as another sweep's trial resolved to: kept so
+        // a later run starts from the same model, whatever that sweep did
+        // since.
+        if !self.resolved.is_empty() {
+            frozen["resolved_models"] = self
+                .resolved
+                .iter()
+                .map(|(k, p)| (k.clone(), Json::String(p.display().to_string())))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
+        frozen
     }
 }
 
@@ -71,6 +83,18 @@ fn canonical_eval(v: &Json) -> Json {
 /// `[eval]` keys that may change after trials were evaluated: the task
 /// list and where pathless tasks are found (see [`eval_growth`]).
 pub const GROWABLE_EVAL_KEYS: &[&str] = &["tasks", "data_dir"];
+
+/// The resolutions a recorded frozen spec holds (see [`SweepSpec::frozen`]).
+pub fn recorded_models(frozen: &Json) -> std::collections::BTreeMap<String, std::path::PathBuf> {
+    frozen["resolved_models"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), std::path::PathBuf::from(v.as_str()?))))
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 /// Compares a recorded frozen spec with a new one; the error is the first
 /// changed key (`train.max_steps`, `grid.lr (value 1e-4 was removed)`).

@@ -9,14 +9,19 @@
 
 mod frozen;
 mod grid;
+mod model_ref;
 mod resources;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use toml::Value;
 
-pub use frozen::{check_frozen, eval_growth, task_name, TaskChange, GROWABLE_EVAL_KEYS};
+pub use frozen::{
+    check_frozen, eval_growth, recorded_models, task_name, TaskChange, GROWABLE_EVAL_KEYS,
+};
 pub use grid::{point_key, point_label, points, Axis, Point};
+pub use model_ref::{is_model_ref, ModelRef, TrialSelector};
 pub use resources::{
     Backend, Gpus, Resources, SlurmConfig, StopRule, DEFAULT_STOP_AT, RESOURCES_KEYS, SLURM_KEYS,
 };
@@ -44,6 +49,13 @@ pub struct SweepSpec {
     pub resources: Resources,
     /// The file's text, kept in the record.
     pub source: String,
+    /// Trial keys given as a trial of another sweep (`model = { sweep,
+    /// trial }`); `train` keeps them as written.
+    pub model_refs: Vec<ModelRef>,
+    /// What each of them resolved to (key -> model directory): set by the
+    /// orchestrator from the other sweep's record, or from this sweep's
+    /// own record once frozen there.
+    pub resolved: BTreeMap<String, PathBuf>,
 }
 
 const SECTIONS: &[&str] = &["sweep", "train", "grid", "eval", "resources"];
@@ -62,6 +74,19 @@ impl SweepSpec {
     /// Validates `source` as if read from `file` (relative paths resolve
     /// against the file's directory).
     pub fn parse(file: &Path, source: &str) -> Result<Self, ConfigError> {
+        Self::parse_at(file, source, 0)
+    }
+
+    /// Reads and validates a sweep that another sweep's model refers to.
+    fn parse_nested(file: &Path, depth: usize) -> Result<Self, ConfigError> {
+        let source = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        Self::parse_at(file, &source, depth)
+    }
+
+    fn parse_at(file: &Path, source: &str, depth: usize) -> Result<Self, ConfigError> {
         let base = file
             .parent()
             .map(Path::to_path_buf)
@@ -75,7 +100,7 @@ impl SweepSpec {
                 file: file.to_path_buf(),
                 message: e.to_string().trim_end().to_string(),
             })?;
-        parse_root(file, &base, &root, source).map_err(|e| ConfigError::Key {
+        parse_root(file, &base, &root, source, depth).map_err(|e| ConfigError::Key {
             file: file.to_path_buf(),
             key: e.key,
             message: e.message,
@@ -104,11 +129,36 @@ impl SweepSpec {
         for (k, v) in point {
             t.insert(k.clone(), v.clone());
         }
+        for r in &self.model_refs {
+            if let Some(v) = self.model_value(r) {
+                t.insert(r.key.clone(), v);
+            }
+        }
         t.insert(
             "output_dir".into(),
             Value::String(trial_output_dir.display().to_string()),
         );
         t
+    }
+
+    /// The model directory a reference stands for: what it resolved to,
+    /// else (validation before resolving) the other sweep's base model.
+    fn model_value(&self, r: &ModelRef) -> Option<Value> {
+        if let Some(p) = self.resolved.get(&r.key) {
+            return Some(Value::String(p.display().to_string()));
+        }
+        match r.sweep.model_refs.iter().find(|x| x.key == "model") {
+            Some(inner) => r.sweep.model_value(inner),
+            None => r.stand_in().cloned(),
+        }
+    }
+
+    /// Whether every model reference is resolved (trials may start).
+    pub fn unresolved(&self) -> Vec<&ModelRef> {
+        self.model_refs
+            .iter()
+            .filter(|r| !self.resolved.contains_key(&r.key))
+            .collect()
     }
 
     /// The trial of one grid point, through the trial schema.
@@ -130,6 +180,7 @@ fn parse_root(
     base: &Path,
     root: &toml::Table,
     source: &str,
+    depth: usize,
 ) -> Result<SweepSpec, KeyError> {
     for k in root.keys() {
         if !SECTIONS.contains(&k.as_str()) {
@@ -178,6 +229,7 @@ fn parse_root(
 
     // [train]: each value by its key's rule.
     let mut train = toml::Table::new();
+    let mut model_refs = Vec::new();
     for (k, v) in &train_raw {
         let label = format!("train.{k}");
         let key = find(TRIAL_KEYS, k).ok_or_else(|| {
@@ -191,6 +243,12 @@ fn parse_root(
                 label,
                 "is set by the orchestrator for each trial (under [sweep] output_dir)",
             ));
+        }
+        if key.kind == Kind::ModelDir && is_model_ref(v) {
+            let r = ModelRef::parse(k, v, base, depth)?;
+            train.insert(k.clone(), Value::Table(r.table.clone()));
+            model_refs.push(r);
+            continue;
         }
         let v = check(key.kind, v, base)
             .map_err(|b| KeyError::new(format!("{label}{}", b.suffix), b.message))?;
@@ -266,6 +324,8 @@ fn parse_root(
         eval_table,
         resources,
         source: source.to_string(),
+        model_refs,
+        resolved: BTreeMap::new(),
     };
     // Every grid point through the trial schema, as `smolsweep train`
     // will read it: required keys, and rules across keys.

@@ -80,7 +80,14 @@ pub struct RunSummary {
 type Finished = (Slot, Trial, ProgressBar, TrialOutcome);
 
 /// Runs (or resumes) a sweep to completion or interruption.
-pub async fn run(spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunError> {
+pub async fn run(mut spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, RunError> {
+    // A model from another sweep's trial: which one, before any trial
+    // config is written (a no-op when the caller resolved it already).
+    if !spec.unresolved().is_empty() {
+        for r in crate::chain::resolve_models(&mut spec).await? {
+            tracing::info!(key = r.key, model = %r.model.display(), "{}", r.how);
+        }
+    }
     let on_slurm = spec.resources.backend == Backend::Slurm;
     if on_slurm {
         // sbatch missing or a partition Slurm lacks: refused before the

@@ -67,6 +67,8 @@ pub enum RunError {
     Gpu(#[from] gpu::GpuError),
     #[error(transparent)]
     Slurm(#[from] slurm::SlurmError),
+    #[error(transparent)]
+    Chain(#[from] crate::chain::ChainError),
     #[error("{path}")]
     Io {
         path: PathBuf,
