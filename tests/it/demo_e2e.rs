@@ -2,7 +2,8 @@
 //! (init-model, demo-data, run, report), on a reduced grid: the real
 //! `sweeps/demo.toml` with 2 learning rates x 2 batch sizes, a few steps
 //! per trial and a few examples per task, so it fits CI. Then a second
-//! `run` must find nothing to do.
+//! `run` must find nothing to do, and the DPO demo (`sweeps/demo-dpo.toml`,
+//! cut down the same way) chains on the SFT demo's best trial.
 
 use std::path::Path;
 
@@ -19,14 +20,20 @@ fn ok(o: &std::process::Output, what: &str) {
 
 /// `sweeps/demo.toml` cut down: same model, data, recipe and tasks.
 fn reduced_demo(file: &Path) {
-    let src = root().join("sweeps/demo.toml");
+    reduced(file, "sweeps/demo.toml", 12, &[1e-3, 3e-3], &[4, 8]);
+}
+
+/// A sweep of `sweeps/` cut down to `steps` steps per trial, the given
+/// grid and 6 examples per task.
+fn reduced(file: &Path, name: &str, steps: i64, lrs: &[f64], bss: &[i64]) {
+    let src = root().join(name);
     let text = std::fs::read_to_string(&src).expect("sweeps/demo.toml");
     let mut t: toml::Table = text.parse().expect("demo.toml parses");
     let train = t
         .get_mut("train")
         .and_then(|v| v.as_table_mut())
         .expect("[train]");
-    train.insert("max_steps".into(), toml::Value::Integer(12));
+    train.insert("max_steps".into(), toml::Value::Integer(steps));
     train.insert("checkpoint_every_steps".into(), toml::Value::Integer(5));
     let grid = t
         .get_mut("grid")
@@ -34,11 +41,11 @@ fn reduced_demo(file: &Path) {
         .expect("[grid]");
     grid.insert(
         "lr".into(),
-        toml::Value::Array(vec![toml::Value::Float(1e-3), toml::Value::Float(3e-3)]),
+        toml::Value::Array(lrs.iter().map(|&v| toml::Value::Float(v)).collect()),
     );
     grid.insert(
         "batch_size".into(),
-        toml::Value::Array(vec![toml::Value::Integer(4), toml::Value::Integer(8)]),
+        toml::Value::Array(bss.iter().map(|&v| toml::Value::Integer(v)).collect()),
     );
     let eval = t
         .get_mut("eval")
@@ -169,4 +176,43 @@ fn reduced_demo_grid_trains_evaluates_reports_and_reruns_as_a_no_op() {
         stdout(&after),
         "a rerun changed the record"
     );
+
+    // The DPO demo, chained on this sweep's best trial by HellaSwag.
+    let dpo = root_dir.join("sweeps/demo-dpo.toml");
+    reduced(&dpo, "sweeps/demo-dpo.toml", 6, &[1e-4, 3e-3], &[8]);
+    let o = run(&["run", &s(&dpo)]);
+    ok(&o, "run demo-dpo");
+    let said = stderr(&o);
+    assert!(said.contains("2 trials: 2 completed"), "{said}");
+    assert!(said.contains("train.model: trial"), "{said}");
+    let j: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&["status", &s(&sweep), "--json"]))).expect("json");
+    let best = j["trials"]
+        .as_array()
+        .expect("trials")
+        .iter()
+        .max_by(|a, b| {
+            let v = |t: &serde_json::Value| t["scores"]["hellaswag"]["acc_norm"].as_f64().unwrap_or(-1.0);
+            v(a).total_cmp(&v(b)).then(b["id"].as_i64().cmp(&a["id"].as_i64()))
+        })
+        .expect("a trial");
+    let dpo_trials = root_dir.join("runs/demo-dpo/trials");
+    for entry in std::fs::read_dir(&dpo_trials).expect("dpo trial dirs") {
+        let d = entry.expect("entry").path();
+        let cfg: toml::Table = std::fs::read_to_string(d.join("trial.toml"))
+            .expect("trial.toml")
+            .parse()
+            .expect("toml");
+        let model = cfg["model"].as_str().expect("model");
+        let best_dir = best["dir"].as_str().expect("dir");
+        assert!(model.contains(best_dir), "{model} is not from {best_dir}");
+        let events = std::fs::read_to_string(d.join("train.events.jsonl")).expect("events");
+        assert!(events.contains("\"rewards/accuracy\""), "{events}");
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("results.json")).expect("results"))
+                .expect("results.json");
+        assert!(r["tasks"]["hellaswag"]["metrics"]["acc_norm"]["value"].is_number());
+    }
+    ok(&run(&["report", &s(&dpo)]), "report demo-dpo");
+    assert!(root_dir.join("runs/demo-dpo/report/report.md").exists());
 }

@@ -82,7 +82,11 @@ fn example_sweeps_are_valid() {
     // and data paths exist only after set-up, so they are validated with
     // those lines pointed at the tiny fixtures.
     let d = tempfile::tempdir().expect("tempdir");
-    for (name, min_points) in [("smoltulu-fig1.toml", 25), ("example.toml", 2)] {
+    for (name, min_points) in [
+        ("smoltulu-fig1.toml", 25),
+        ("smoltulu-dpo.toml", 16),
+        ("example.toml", 2),
+    ] {
         let text = std::fs::read_to_string(root().join("sweeps").join(name)).expect("read example");
         let text: Vec<String> = text
             .lines()

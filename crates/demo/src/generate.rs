@@ -35,6 +35,10 @@ const N_GSM8K_TEST: usize = 50;
 const N_GSM8K_TRAIN: usize = 200;
 const N_IFEVAL: usize = 40;
 
+/// Preference pairs for the DPO / reward-model demo, and held-out ones.
+const N_PREF_TRAIN: usize = 400;
+const N_PREF_TEST: usize = 100;
+
 /// Every file, as (path relative to the output directory, contents).
 pub fn generate(seed: u64) -> Vec<(String, String)> {
     let mut rng = Rng(seed ^ 0x5EED_DE70_DA7A_0001);
@@ -91,10 +95,14 @@ pub fn generate(seed: u64) -> Vec<(String, String)> {
 
     rng.shuffle(&mut sft);
 
+    // Drawn last, so every file above keeps its bytes.
+    let pref_train = crate::preference::pairs(&mut rng, N_PREF_TRAIN, false);
+    let pref_test = crate::preference::pairs(&mut rng, N_PREF_TEST, true);
+
     let numbered = |prefix: &'static str, items: &[crate::arc::Mc]| {
         jsonl(items.iter().enumerate().map(|(i, q)| arc_row(prefix, i, q)))
     };
-    vec![
+    let mut files = vec![
         ("sft/train.jsonl".to_owned(), jsonl(sft)),
         (
             "arc_easy/test.jsonl".to_owned(),
@@ -124,7 +132,10 @@ pub fn generate(seed: u64) -> Vec<(String, String)> {
             "ifeval/train.jsonl".to_owned(),
             jsonl(if_test.iter().enumerate().map(|(i, f)| ifeval_row(i, f))),
         ),
-    ]
+    ];
+    files.push(("preference/train.jsonl".to_owned(), jsonl(pref_train)));
+    files.push(("preference/test.jsonl".to_owned(), jsonl(pref_test)));
+    files
 }
 
 #[cfg(test)]

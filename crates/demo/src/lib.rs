@@ -47,6 +47,7 @@ mod gsm8k;
 mod hellaswag;
 mod ifeval;
 mod piqa;
+mod preference;
 mod rng;
 mod sft;
 mod split;

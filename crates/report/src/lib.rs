@@ -544,6 +544,86 @@ fn results_csv(input: &ReportInput, metrics: &[String]) -> String {
     out
 }
 
+/// The paper's preference-stage points (Tables 5 and 7): name, LR, BS.
+const DPO_POINTS: &[(&str, f64, u32)] = &[
+    ("SmolTulu DPO-1130", 8.0e-7, 12),
+    ("SmolTulu DPO-1207", 5.0e-7, 32),
+    ("Tulu 3 DPO 8B", 5.0e-7, 128),
+];
+const RM_POINTS: &[(&str, f64, u32)] = &[
+    ("SmolTulu RM-1130", 4.0e-5, 4),
+    ("SmolTulu RM-1207", 7.5e-7, 8),
+    ("Tulu 3 RM 8B", 5.0e-7, 128),
+];
+
+/// The stage a sweep trains (`[train] stage` of its TOML; SFT without one).
+fn stage_of(input: &ReportInput) -> smolsweep_config::Stage {
+    input
+        .spec_toml
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|t| t.get("train")?.get("stage")?.as_str()?.parse().ok())
+        .unwrap_or(smolsweep_config::Stage::Sft)
+}
+
+/// For a DPO or reward-model sweep, Table 5 / Table 7 as the paper writes
+/// them: the best point of every metric with LR/BS x 10^7, beside the
+/// paper's own points.
+fn stage_table(input: &ReportInput, summary: &ReportSummary) -> Option<(String, String, Block)> {
+    use smolsweep_config::Stage;
+    let (title, points) = match stage_of(input) {
+        Stage::Dpo => ("Table 5: DPO learning rate and batch size", DPO_POINTS),
+        Stage::Rm => ("Table 7: reward-model learning rate and batch size", RM_POINTS),
+        Stage::Sft => return None,
+    };
+    let e7 = |lr: f64, bs: u32| format!("{:.3}", lr / f64::from(bs) * 1e7);
+    let mut rows: Vec<Vec<String>> = summary
+        .metrics
+        .iter()
+        .filter_map(|m| {
+            let best = m.analysis.best.as_ref()?;
+            let fmt = ValueFmt::for_values(
+                &m.points
+                    .iter()
+                    .flat_map(|p| p.scores.iter().copied())
+                    .collect::<Vec<_>>(),
+            );
+            Some(vec![
+                format!("this sweep, best by `{}`", m.metric),
+                fmt_lr(best.lr),
+                best.batch_size.to_string(),
+                e7(best.lr, best.batch_size),
+                format!("{}{}", fmt.fmt(best.mean), fmt.unit()),
+            ])
+        })
+        .collect();
+    rows.extend(points.iter().map(|(name, lr, bs)| {
+        vec![
+            format!("{name} (paper)"),
+            fmt_lr(*lr),
+            bs.to_string(),
+            e7(*lr, *bs),
+            "–".to_string(),
+        ]
+    }));
+    Some((
+        title.to_string(),
+        "The paper writes preference-stage ratios as LR/BS × 10⁷ (Tables 5 and 7); the same unit here, \
+         the sweep's best point per metric first, then the paper's."
+            .to_string(),
+        Block::Table {
+            header: vec![
+                "point".into(),
+                "LR".into(),
+                "BS".into(),
+                "LR/BS × 10⁷".into(),
+                "score".into(),
+            ],
+            rows,
+        },
+    ))
+}
+
 /// Table 9 as this sweep scores it: per paper row, its best point.
 fn paper_table(summary: &ReportSummary) -> Option<Block> {
     use smolsweep_config::paper::PAPER_ROWS;
@@ -734,6 +814,11 @@ fn report_blocks(
             rows,
         });
 
+        if let Some((title, para, table)) = stage_table(input, summary) {
+            b.push(Block::Heading(2, title));
+            b.push(Block::Para(para));
+            b.push(table);
+        }
         if let Some(table) = paper_table(summary) {
             b.push(Block::Heading(2, "The paper's Table 9 rows".into()));
             b.push(Block::Para(
