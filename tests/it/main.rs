@@ -31,5 +31,6 @@ mod orchestrator_sweep;
 mod prepare;
 mod readme_keys;
 mod slurm_backend;
+mod smollm2_reference;
 mod stop_rule;
 mod trainer_e2e;
