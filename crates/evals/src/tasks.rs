@@ -17,6 +17,10 @@
 //! A multiple-choice request is `(context, " " + choice)`; with the chat
 //! template it is `(chat(context), choice)`, lm-eval's
 //! `--apply_chat_template` (which drops the target delimiter).
+//!
+//! Each multiple-choice document also carries lighteval's view of it
+//! ([`McView`]: SmolLM2's prompt functions, choices with their leading
+//! space, HellaSwag unstripped), which the `smollm2` convention scores.
 
 use std::path::PathBuf;
 
