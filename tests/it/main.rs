@@ -31,6 +31,7 @@ mod orchestrator_sweep;
 mod prepare;
 mod readme_keys;
 mod slurm_backend;
+mod smollm2_reference;
 mod stop_rule;
 mod sweep_chain;
 mod trainer_e2e;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::enums::Convention;
 use crate::paper::{paper_scores, PaperScore};
 
 /// A metric's value and lm-eval's standard error of it.
@@ -19,6 +20,11 @@ pub struct Metric {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskResult {
     pub task: String,
+    /// Whose prompts, few-shot picks, generation settings and metrics the
+    /// scores follow (results written before conventions existed are
+    /// lm-eval's).
+    #[serde(default = "lm_eval")]
+    pub convention: Convention,
     /// Examples evaluated.
     pub n: usize,
     pub num_fewshot: usize,
@@ -34,6 +40,10 @@ pub struct TaskResult {
     /// One JSON object per example (when samples are kept), for samples.jsonl.
     #[serde(skip)]
     pub samples: Vec<Value>,
+}
+
+fn lm_eval() -> Convention {
+    Convention::LmEval
 }
 
 /// Everything one evaluation gives (results.json).

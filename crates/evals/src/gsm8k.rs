@@ -31,7 +31,7 @@ pub const MAX_GEN_TOKS: usize = 256;
 /// `num_fewshot` of `gsm8k.yaml`.
 pub const NUM_FEWSHOT: usize = smolsweep_config::benchmarks::GSM8K_FEWSHOT as usize;
 
-fn strict_re() -> &'static Regex {
+pub(crate) fn strict_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| Regex::new(r"#### (\-?[0-9\.\,]+)").expect("static regex"))
 }

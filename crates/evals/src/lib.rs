@@ -1,13 +1,15 @@
 //! The benchmarks every grid point is judged by: ARC (easy, challenge),
 //! HellaSwag and PIQA by log-likelihood, GSM8K and IFEval by greedy
 //! generation, each faithful to lm-evaluation-harness (and, for IFEval, to
-//! Google's reference checker).
+//! Google's reference checker) or, under the `smollm2` convention
+//! ([`convention`]), to lighteval as SmolLM2's evaluation ran it.
 //!
 //! [`load_task`] reads and validates a task's data (every bad row is an
 //! error naming the task, file, row and field); [`evaluate`] runs tasks
 //! on a model already in memory and returns [`EvalResults`], the
 //! structure `smolsweep eval` writes as results.json.
 
+pub mod convention;
 pub mod data;
 pub mod error;
 pub mod generation;

@@ -1,11 +1,15 @@
-//! Python's `random.Random(seed).sample(...)`, bit for bit.
+//! Python's `random.Random(seed)`: `sample`, `shuffle` and `randrange`,
+//! bit for bit.
 //!
 //! lm-evaluation-harness draws each GSM8K question's few-shot examples
 //! with `random.Random(1234).sample(train_docs, k)`, one generator for the
-//! whole task advanced question by question. Reproducing its prompts
-//! exactly needs the same Mersenne Twister, the same integer seeding
-//! (`init_by_array` over the seed's 32-bit words) and the same `sample`
-//! algorithm (CPython 3.11 `Lib/random.py`).
+//! whole task advanced question by question; lighteval shuffles a task's
+//! documents with `random.Random(42)` and then draws GSM8K's examples from
+//! the same generator. Reproducing their prompts exactly needs the same
+//! Mersenne Twister, the same integer seeding (`init_by_array` over the
+//! seed's 32-bit words) and the same `sample`, `shuffle` and `randrange`
+//! algorithms (CPython 3.11 `Lib/random.py`; `random.seed(n)` of the
+//! module-level generator seeds it the same way as `Random(n)`).
 
 const N: usize = 624;
 const M: usize = 397;
@@ -113,6 +117,31 @@ impl PyRandom {
         r
     }
 
+    /// `randrange(n)` for n >= 1 (`_randbelow`); 0 for n = 0, where
+    /// Python raises.
+    pub fn randrange(&mut self, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        self.randbelow(n)
+    }
+
+    /// `shuffle(x)` in place: for i from len-1 down to 1, swap x[i] with
+    /// x[randbelow(i + 1)].
+    pub fn shuffle<T>(&mut self, x: &mut [T]) {
+        for i in (1..x.len()).rev() {
+            let j = self.randbelow(i + 1);
+            x.swap(i, j);
+        }
+    }
+
+    /// `sample(population, k)`: the chosen items, in draw order; `None`
+    /// when k exceeds the population (Python raises ValueError).
+    pub fn sample<T: Clone>(&mut self, population: &[T], k: usize) -> Option<Vec<T>> {
+        let idx = self.sample_indices(population.len(), k)?;
+        Some(idx.into_iter().map(|i| population[i].clone()).collect())
+    }
+
     /// Indices chosen by `random.sample(range(n), k)`, in order; `None`
     /// when k > n (Python raises ValueError).
     pub fn sample_indices(&mut self, n: usize, k: usize) -> Option<Vec<usize>> {
@@ -175,6 +204,37 @@ mod tests {
             r.sample_indices(10, 8).expect("k<=n"),
             [7, 1, 0, 9, 4, 6, 5, 3]
         );
+    }
+
+    /// CPython 3.11: `r = random.Random(42); x = list(range(10));
+    /// r.shuffle(x)` gives [7, 3, 2, 8, 5, 6, 9, 4, 0, 1]; then
+    /// `r.sample(range(40), 5)` = [37, 27, 2, 1, 5] and
+    /// `r.sample(list(range(7473)), 5)` = [1791, 1905, 4139, 4931, 217];
+    /// `r = random.Random(0); r.shuffle([0, 1, 2])` gives [0, 2, 1], then
+    /// `r.randrange(7)` = 0 and `r.randrange(1000)` = 265.
+    #[test]
+    fn shuffle_sample_and_randrange_match_cpython() {
+        let mut r = PyRandom::new(42);
+        let mut x: Vec<usize> = (0..10).collect();
+        r.shuffle(&mut x);
+        assert_eq!(x, [7, 3, 2, 8, 5, 6, 9, 4, 0, 1]);
+        let pool: Vec<usize> = (0..40).collect();
+        assert_eq!(r.sample(&pool, 5).expect("k<=n"), [37, 27, 2, 1, 5]);
+        let pool: Vec<usize> = (0..7473).collect();
+        assert_eq!(
+            r.sample(&pool, 5).expect("k<=n"),
+            [1791, 1905, 4139, 4931, 217]
+        );
+        let mut r = PyRandom::new(0);
+        let mut x = [0, 1, 2];
+        r.shuffle(&mut x);
+        assert_eq!(x, [0, 2, 1]);
+        assert_eq!(r.randrange(7), 0);
+        assert_eq!(r.randrange(1000), 265);
+        // A one-item shuffle draws nothing.
+        let mut r = PyRandom::new(42);
+        r.shuffle(&mut [0]);
+        assert_eq!(r.next_u32(), 2_746_317_213);
     }
 
     const PYTHON_1234_U32: [u32; 3] = [4_150_886_329, 3_342_196_574, 1_892_932_127];

@@ -2,9 +2,13 @@
 //! the entry point both `smolsweep eval` and the sweep orchestrator use
 //! ([`evaluate`]), and the results structure written as results.json.
 //!
-//! Metrics and standard errors are lm-eval's: acc / acc_norm / exact_match
-//! are means over examples with `mean_stderr` (sample standard deviation,
-//! ddof 1, over sqrt(n); none for n < 2).
+//! What differs between conventions (prompts, tokenisation, few-shot
+//! picks, generation settings, per-example scoring) is asked of a
+//! [`Layer`]; the runner only batches requests through the engines and
+//! aggregates. Metrics and standard errors are lm-eval's: acc / acc_norm /
+//! exact_match are means over examples with `mean_stderr` (sample standard
+//! deviation, ddof 1, over sqrt(n); none for n < 2), which is also
+//! lighteval's `mean` stderr.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -12,13 +16,14 @@ use std::time::Instant;
 use serde_json::{json, Value};
 use smolsweep_model::LoadedModel;
 
+use crate::convention::{Generation, Layer};
 use crate::error::{EvalError, Result};
 use crate::generation::generate_all;
-use crate::gsm8k;
 use crate::ifeval;
 use crate::loglik::{self, BatchSize};
-use crate::pyrandom::PyRandom;
-use crate::tasks::{Docs, Gsm8kDoc, IfEvalDoc, McDoc, PromptFormat, TaskData};
+use crate::tasks::{Docs, Gsm8kDoc, IfEvalDoc, McDoc, TaskData};
+
+pub use crate::convention::lm_eval::gsm8k_prompts;
 
 pub use smolsweep_config::benchmarks::{FEWSHOT_SEED, IFEVAL_MAX_GEN_TOKS};
 /// results.json, defined with the other contracts in `smolsweep-config`.
@@ -28,7 +33,8 @@ pub use smolsweep_config::Convention;
 /// How to evaluate.
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
-    /// Wrap prompts in the model's chat template.
+    /// Wrap prompts in the model's chat template (lm-eval's
+    /// `--apply_chat_template`; `smollm2` always does).
     pub chat_template: bool,
     pub batch_size: BatchSize,
     /// Seed of GSM8K's few-shot draw (lm-eval: 1234).
@@ -76,46 +82,25 @@ pub fn mean_and_stderr(xs: &[f64]) -> Metric {
     }
 }
 
-/// numpy's `argmax`: the first maximum.
-fn argmax(xs: &[f64]) -> usize {
-    let mut best = 0;
-    for (i, &x) in xs.iter().enumerate() {
-        if x > xs[best] {
-            best = i;
-        }
-    }
-    best
-}
-
-/// acc and acc_norm of one question, lm-eval's `process_results` for
-/// multiple choice: `argmax(lls)` and `argmax(lls / len(choice))`, the
-/// length in characters of the choice text (without the delimiter).
+/// acc and acc_norm of one question, lm-eval's way (see
+/// [`crate::convention::lm_eval::mc_predictions`]).
 pub fn mc_predictions(lls: &[f64], choices: &[String]) -> (usize, usize) {
-    let norm: Vec<f64> = lls
-        .iter()
-        .zip(choices)
-        .map(|(l, c)| l / c.chars().count() as f64)
-        .collect();
-    (argmax(lls), argmax(&norm))
+    crate::convention::lm_eval::mc_predictions(lls, choices)
 }
 
 /// Evaluates every task on `m`, in order.
 pub fn evaluate(m: &LoadedModel, tasks: &[TaskData], opts: &EvalOptions) -> Result<EvalResults> {
     let start = Instant::now();
-    let format = if opts.chat_template {
-        PromptFormat::chat(&m.tokenizer)?
-    } else {
-        PromptFormat::Plain
-    };
+    let layer = Layer::new(opts.convention, &m.tokenizer, opts.chat_template)?;
     let mut out = BTreeMap::new();
     for task in tasks {
         let name = task.kind.name();
         tracing::info!(task = name, n = task.len(), "evaluating");
         let t = Instant::now();
         let (metrics, num_fewshot, samples) = match &task.docs {
-            Docs::MultipleChoice(docs) => run_mc(m, name, docs, &format, opts)?,
-            Docs::Gsm8k { docs, fewshot } => run_gsm8k(m, docs, fewshot, &format, opts)?,
-            Docs::IfEval(docs) => run_ifeval(m, docs, &format, opts)?,
+            Docs::MultipleChoice(docs) => run_mc(m, name, docs, &layer, opts)?,
+            Docs::Gsm8k { docs, fewshot } => run_gsm8k(m, docs, fewshot, &layer, opts)?,
+            Docs::IfEval(docs) => run_ifeval(m, docs, &layer, opts)?,
         };
         let wall = t.elapsed().as_secs_f64();
         let n = task.len();
@@ -130,6 +115,7 @@ pub fn evaluate(m: &LoadedModel, tasks: &[TaskData], opts: &EvalOptions) -> Resu
             name.to_owned(),
             TaskResult {
                 task: name.to_owned(),
+                convention: layer.convention(),
                 n,
                 num_fewshot,
                 wall_s: wall,
@@ -153,7 +139,7 @@ pub fn evaluate(m: &LoadedModel, tasks: &[TaskData], opts: &EvalOptions) -> Resu
         model: m.dir.display().to_string(),
         device: format!("{:?}", m.model.device()),
         dtype: format!("{:?}", m.model.kind()),
-        chat_template: opts.chat_template,
+        chat_template: layer.uses_chat_template(),
         smolsweep_version: env!("CARGO_PKG_VERSION").to_owned(),
         tasks: out,
         total_wall_s: start.elapsed().as_secs_f64(),
@@ -168,14 +154,14 @@ fn run_mc(
     m: &LoadedModel,
     name: &str,
     docs: &[McDoc],
-    format: &PromptFormat,
+    layer: &Layer,
     opts: &EvalOptions,
 ) -> Result<Run> {
     let mut requests = Vec::new();
     let mut encoded = Vec::new();
     for d in docs {
-        for (ctx, cont) in format.mc_requests(d)? {
-            encoded.push(loglik::encode_pair(&m.tokenizer, &ctx, &cont)?);
+        for (ctx, cont) in layer.mc_requests(d)? {
+            encoded.push(layer.encode_pair(&m.tokenizer, &ctx, &cont)?);
             requests.push((ctx, cont));
         }
     }
@@ -187,7 +173,7 @@ fn run_mc(
         let k = d.choices.len();
         let s = &scores[at..at + k];
         let lls: Vec<f64> = s.iter().map(|x| x.loglik).collect();
-        let (pred, pred_norm) = mc_predictions(&lls, &d.choices);
+        let (pred, pred_norm) = layer.mc_predictions(d, &lls);
         let acc = f64::from(u8::from(pred == d.gold));
         let acc_norm = f64::from(u8::from(pred_norm == d.gold));
         accs.push(acc);
@@ -217,95 +203,88 @@ fn run_mc(
     Ok((metrics, 0, samples))
 }
 
-/// lm-eval's k-shot GSM8K prompts: one `random.Random(seed)` for the task,
-/// `sample(train, k)` per question in order.
-pub fn gsm8k_prompts(
-    docs: &[Gsm8kDoc],
-    fewshot: &[Gsm8kDoc],
-    k: usize,
-    format: &PromptFormat,
-    seed: u64,
-) -> Result<Vec<String>> {
-    let mut rng = PyRandom::new(seed);
-    docs.iter()
-        .map(|d| {
-            let idx = rng
-                .sample_indices(fewshot.len(), k)
-                .ok_or_else(|| EvalError::Task {
-                    task: "gsm8k".into(),
-                    msg: format!(
-                        "the few-shot pool (train split) has {} examples, {} are needed",
-                        fewshot.len(),
-                        k
-                    ),
-                })?;
-            let shots: Vec<&Gsm8kDoc> = idx.iter().map(|&i| &fewshot[i]).collect();
-            format.gsm8k_prompt(d, &shots)
-        })
-        .collect()
-}
-
 fn run_gsm8k(
     m: &LoadedModel,
     docs: &[Gsm8kDoc],
     fewshot: &[Gsm8kDoc],
-    format: &PromptFormat,
+    layer: &Layer,
     opts: &EvalOptions,
 ) -> Result<Run> {
-    let prompts = gsm8k_prompts(docs, fewshot, opts.gsm8k_fewshot, format, opts.fewshot_seed)?;
-    let ids = prompts
-        .iter()
-        .map(|p| m.tokenizer.encode_with(p, false))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let outs = generate_all(m, &ids, &gsm8k::UNTIL, gsm8k::MAX_GEN_TOKS, opts.batch_size)?;
-    let (mut strict, mut flexible, mut samples) = (Vec::new(), Vec::new(), Vec::new());
+    let prompts = layer.gsm8k_prompts(
+        &m.tokenizer,
+        docs,
+        fewshot,
+        opts.gsm8k_fewshot,
+        opts.fewshot_seed,
+    )?;
+    let gen = layer.gsm8k_generation(&m.tokenizer);
+    let outs = generate(m, &prompts, &gen, opts.batch_size)?;
+    let mut by_metric: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut samples = Vec::new();
     for ((d, p), o) in docs.iter().zip(&prompts).zip(&outs) {
-        let s = gsm8k::extract_strict(&o.text);
-        let f = gsm8k::extract_flexible(&o.text);
-        let ms = gsm8k::exact_match(&s, &d.answer);
-        let mf = gsm8k::exact_match(&f, &d.answer);
-        strict.push(f64::from(u8::from(ms)));
-        flexible.push(f64::from(u8::from(mf)));
+        let score = layer.gsm8k_score(&o.text, &d.answer);
+        for f in &score.filters {
+            by_metric
+                .entry(f.metric.to_owned())
+                .or_default()
+                .push(f64::from(u8::from(f.correct)));
+        }
         if opts.keep_samples {
+            let extracted: serde_json::Map<String, Value> = score
+                .filters
+                .iter()
+                .map(|f| (f.filter.to_owned(), json!(f.extracted)))
+                .collect();
+            let matches: serde_json::Map<String, Value> = score
+                .filters
+                .iter()
+                .map(|f| (f.filter.to_owned(), json!(f.correct)))
+                .collect();
             samples.push(json!({
                 "task": "gsm8k",
                 "index": d.index,
                 "source": d.location,
-                "prompt": p,
+                "prompt": p.text,
+                "fewshot": p.fewshot,
+                "until": gen.until,
+                "max_new_tokens": gen.max_new_tokens,
                 "response": o.text,
-                "extracted": {"strict": s, "flexible": f},
-                "gold": gsm8k::normalize(&d.answer),
+                "extracted": extracted,
+                "gold": score.gold,
                 "target": d.answer,
-                "exact_match": {"strict": ms, "flexible": mf},
-                "correct": ms,
+                "exact_match": matches,
+                "correct": score.filters.first().is_some_and(|f| f.correct),
             }));
         }
     }
-    let metrics = BTreeMap::from([
-        ("exact_match_strict".to_owned(), mean_and_stderr(&strict)),
-        (
-            "exact_match_flexible".to_owned(),
-            mean_and_stderr(&flexible),
-        ),
-    ]);
+    let metrics = by_metric
+        .into_iter()
+        .map(|(k, v)| (k, mean_and_stderr(&v)))
+        .collect();
     Ok((metrics, opts.gsm8k_fewshot, samples))
+}
+
+/// Greedy generation of prompts already encoded by the convention.
+fn generate(
+    m: &LoadedModel,
+    prompts: &[crate::convention::Prompt],
+    gen: &Generation,
+    batch: BatchSize,
+) -> Result<Vec<crate::generation::Output>> {
+    let ids: Vec<Vec<u32>> = prompts.iter().map(|p| p.ids.clone()).collect();
+    let until: Vec<&str> = gen.until.iter().map(String::as_str).collect();
+    generate_all(m, &ids, &until, gen.max_new_tokens, batch)
 }
 
 fn run_ifeval(
     m: &LoadedModel,
     docs: &[IfEvalDoc],
-    format: &PromptFormat,
+    layer: &Layer,
     opts: &EvalOptions,
 ) -> Result<Run> {
-    let prompts = docs
-        .iter()
-        .map(|d| format.ifeval_prompt(d))
-        .collect::<Result<Vec<_>>>()?;
-    let ids = prompts
-        .iter()
-        .map(|p| m.tokenizer.encode_with(p, false))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let outs = generate_all(m, &ids, &[], IFEVAL_MAX_GEN_TOKS, opts.batch_size)?;
+    let prompts = layer.ifeval_prompts(&m.tokenizer, docs)?;
+    let gen = layer.ifeval_generation(&m.tokenizer);
+    let outs = generate(m, &prompts, &gen, opts.batch_size)?;
     let mut verdicts = Vec::with_capacity(docs.len());
     let mut samples = Vec::new();
     for ((d, p), o) in docs.iter().zip(&prompts).zip(&outs) {
@@ -321,7 +300,9 @@ fn run_ifeval(
                 "index": d.index,
                 "source": d.location,
                 "key": d.sample.key,
-                "prompt": p,
+                "prompt": p.text,
+                "until": gen.until,
+                "max_new_tokens": gen.max_new_tokens,
                 "response": o.text,
                 "instruction_id_list": v.instruction_id_list,
                 "strict": v.strict,

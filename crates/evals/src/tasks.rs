@@ -17,6 +17,10 @@
 //! A multiple-choice request is `(context, " " + choice)`; with the chat
 //! template it is `(chat(context), choice)`, lm-eval's
 //! `--apply_chat_template` (which drops the target delimiter).
+//!
+//! Each multiple-choice document also carries lighteval's view of it
+//! ([`McView`]: SmolLM2's prompt functions, choices with their leading
+//! space, HellaSwag unstripped), which the `smollm2` convention scores.
 
 use std::path::PathBuf;
 
@@ -26,7 +30,7 @@ use smolsweep_model::{ChatTemplate, Message, TextTokenizer};
 
 use crate::error::{EvalError, Result};
 use crate::ifeval::IfEvalSample;
-use crate::text::{hellaswag_preprocess, py_capitalize};
+use crate::text::{hellaswag_preprocess, hellaswag_preprocess_nostrip, py_capitalize};
 
 /// A benchmark: the registry of `smolsweep-config` (names, metrics, splits,
 /// repositories), under the name the evals have always used.
@@ -41,8 +45,32 @@ pub struct McDoc {
     pub location: String,
     /// lm-eval's `doc_to_text`.
     pub query: String,
+    /// lm-eval's `doc_to_choice` (no target delimiter).
     pub choices: Vec<String>,
     pub gold: usize,
+    /// The question as lighteval's prompt function for the task builds it
+    /// (the `smollm2` convention's prompt).
+    pub lighteval: McView,
+}
+
+/// A question as one convention's prompt function writes it: the query and
+/// the choices exactly as scored, leading space included where the
+/// convention puts one (lighteval's ARC, HellaSwag and PIQA choices start
+/// with a space; its acc_norm divisor then leaves it out).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct McView {
+    pub query: String,
+    pub choices: Vec<String>,
+}
+
+impl McView {
+    /// lighteval's usual choices: `" " + choice`.
+    fn spaced(query: String, choices: &[String]) -> Self {
+        McView {
+            query,
+            choices: choices.iter().map(|c| format!(" {c}")).collect(),
+        }
+    }
 }
 
 /// A GSM8K problem.
@@ -90,6 +118,20 @@ pub fn hellaswag_query(activity_label: &str, ctx_a: &str, ctx_b: &str) -> String
 /// lm-eval's HellaSwag choice: `preprocess(ending)`.
 pub fn hellaswag_ending(ending: &str) -> String {
     hellaswag_preprocess(ending)
+}
+
+/// SmolLM2's HellaSwag query (huggingface/smollm `tasks.py`,
+/// `prompt_hellaswag`): `preprocess(activity_label + ": " + ctx_a + " " +
+/// ctx_b.capitalize() + " ")` with its non-stripping `preprocess`, so the
+/// trailing space stays.
+pub fn smollm2_hellaswag_query(activity_label: &str, ctx_a: &str, ctx_b: &str) -> String {
+    let ctx = format!("{ctx_a} {} ", py_capitalize(ctx_b));
+    hellaswag_preprocess_nostrip(&format!("{activity_label}: {ctx}"))
+}
+
+/// SmolLM2's HellaSwag choice: `" " + preprocess(ending)`, not stripped.
+pub fn smollm2_hellaswag_ending(ending: &str) -> String {
+    format!(" {}", hellaswag_preprocess_nostrip(ending))
 }
 
 /// An IFEval prompt.
@@ -244,7 +286,7 @@ fn short(v: &Value) -> String {
 /// A multiple-choice document from one row of the task's HF schema.
 pub fn mc_doc(task: TaskKind, index: usize, rec: &Record) -> Result<McDoc> {
     let r = Row { task, rec };
-    let (query, choices, gold) = match task {
+    let (query, choices, gold, lighteval) = match task {
         TaskKind::ArcEasy | TaskKind::ArcChallenge => {
             let question = r.str("question")?;
             let ch = r.get("choices")?;
@@ -273,7 +315,9 @@ pub fn mc_doc(task: TaskKind, index: usize, rec: &Record) -> Result<McDoc> {
                     format!("`{key}` is not one of the labels {labels:?}"),
                 )
             })?;
-            (arc_query(&question), text, gold)
+            let query = arc_query(&question);
+            let view = McView::spaced(query.clone(), &text);
+            (query, text, gold, view)
         }
         TaskKind::Hellaswag => {
             let label = r.str("activity_label")?;
@@ -285,13 +329,22 @@ pub fn mc_doc(task: TaskKind, index: usize, rec: &Record) -> Result<McDoc> {
             let gold = r.label("label", endings.len())?;
             let query = hellaswag_query(&label, &ctx_a, &ctx_b);
             let choices = endings.iter().map(|e| hellaswag_ending(e)).collect();
-            (query, choices, gold)
+            let view = McView {
+                query: smollm2_hellaswag_query(&label, &ctx_a, &ctx_b),
+                choices: endings
+                    .iter()
+                    .map(|e| smollm2_hellaswag_ending(e))
+                    .collect(),
+            };
+            (query, choices, gold, view)
         }
         TaskKind::Piqa => {
             let goal = r.str("goal")?;
             let choices = vec![r.str("sol1")?, r.str("sol2")?];
             let gold = r.label("label", 2)?;
-            (piqa_query(&goal), choices, gold)
+            let query = piqa_query(&goal);
+            let view = McView::spaced(query.clone(), &choices);
+            (query, choices, gold, view)
         }
         TaskKind::Gsm8k | TaskKind::Ifeval => {
             return Err(EvalError::Task {
@@ -306,6 +359,7 @@ pub fn mc_doc(task: TaskKind, index: usize, rec: &Record) -> Result<McDoc> {
         query,
         choices,
         gold,
+        lighteval,
     })
 }
 
@@ -520,6 +574,7 @@ mod tests {
             query: "Question: Q?\nAnswer:".into(),
             choices: vec!["yes".into(), "no".into()],
             gold: 0,
+            lighteval: McView::default(),
         };
         let r = chat.mc_requests(&d).expect("requests");
         assert!(

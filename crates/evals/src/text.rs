@@ -1,6 +1,7 @@
 //! The few Python string semantics the task prompts depend on
 //! (`str.isspace`, `str.strip`, `str.capitalize`) and HellaSwag's
-//! `preprocess` from lm-eval's `hellaswag/utils.py`.
+//! `preprocess` from lm-eval's `hellaswag/utils.py` (and SmolLM2's copy
+//! of it without the strip).
 
 use std::sync::OnceLock;
 
@@ -46,7 +47,14 @@ fn brackets_re() -> &'static Regex {
 /// WikiHow `[...]` artifacts, collapse double spaces (one pass, as
 /// Python's `replace`).
 pub fn hellaswag_preprocess(text: &str) -> String {
-    let t = py_strip(text).replace(" [title]", ". ");
+    hellaswag_preprocess_nostrip(py_strip(text))
+}
+
+/// SmolLM2's HellaSwag `preprocess` (huggingface/smollm `tasks.py`, its
+/// `text.strip()` commented out): lm-eval's without the strip, so the
+/// query's trailing space and an ending's leading space stay.
+pub fn hellaswag_preprocess_nostrip(text: &str) -> String {
+    let t = text.replace(" [title]", ". ");
     let t = brackets_re().replace_all(&t, "");
     t.replace("  ", " ")
 }
