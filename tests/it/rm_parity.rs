@@ -17,7 +17,7 @@ use crate::common::*;
 use serde_json::Value;
 use smolsweep_model::{DType, DeviceSpec, RewardModel};
 
-fn fixture(p: &str) -> PathBuf {
+pub(crate) fn fixture(p: &str) -> PathBuf {
     root().join("tests/fixtures/trainer").join(p)
 }
 
@@ -27,7 +27,7 @@ fn reference() -> Value {
 }
 
 /// The RM parity trial in `dir`, with `model` and `extra` keys.
-fn trial(dir: &Path, model: &Path, extra: &str) -> PathBuf {
+pub(crate) fn trial(dir: &Path, model: &Path, extra: &str) -> PathBuf {
     let text = std::fs::read_to_string(fixture("parity_rm.toml"))
         .expect("toml")
         .replace(
@@ -64,7 +64,7 @@ fn trial(dir: &Path, model: &Path, extra: &str) -> PathBuf {
     cfg
 }
 
-fn train(cfg: &Path) -> Vec<Value> {
+pub(crate) fn train(cfg: &Path) -> Vec<Value> {
     let o = bin()
         .args(["train", "--no-progress", "--config"])
         .arg(cfg)

@@ -1,7 +1,8 @@
 //! The benchmarks every grid point is judged by: ARC (easy, challenge),
 //! HellaSwag and PIQA by log-likelihood, GSM8K and IFEval by greedy
 //! generation, each faithful to lm-evaluation-harness (and, for IFEval, to
-//! Google's reference checker).
+//! Google's reference checker); a reward model is scored on preference
+//! pairs (RewardBench, any preference set) by [`reward`].
 //!
 //! [`load_task`] reads and validates a task's data (every bad row is an
 //! error naming the task, file, row and field); [`evaluate`] runs tasks
@@ -15,6 +16,7 @@ pub mod gsm8k;
 pub mod ifeval;
 pub mod loglik;
 pub mod pyrandom;
+pub mod reward;
 pub mod runner;
 pub mod tasks;
 pub mod text;
