@@ -30,6 +30,7 @@ mod orchestrator_spec;
 mod orchestrator_sweep;
 mod prepare;
 mod readme_keys;
+mod rm_e2e;
 mod rm_eval;
 mod rm_parity;
 mod slurm_backend;
