@@ -15,8 +15,52 @@ word_enum! {
         Piqa = "piqa",
         Gsm8k = "gsm8k",
         Ifeval = "ifeval",
+        // Reward-model tasks: scored by a sequence classifier's rewards of
+        // chosen and rejected answers, not by an LM's log-likelihoods.
+        Rewardbench = "rewardbench",
+        PreferenceAccuracy = "preference_accuracy",
     }
 }
+
+/// RewardBench's metrics: its four sections, their plain mean, the
+/// leaderboard's average, the example-count-weighted average, then every
+/// subset's accuracy (the prior sets' only when the data holds them).
+pub const REWARDBENCH_METRICS: &[&str] = &[
+    "chat",
+    "chat_hard",
+    "safety",
+    "reasoning",
+    "average",
+    "leaderboard_average",
+    "weighted_average",
+    "alpacaeval-easy",
+    "alpacaeval-length",
+    "alpacaeval-hard",
+    "mt-bench-easy",
+    "mt-bench-med",
+    "mt-bench-hard",
+    "llmbar-natural",
+    "llmbar-adver-neighbor",
+    "llmbar-adver-GPTInst",
+    "llmbar-adver-GPTOut",
+    "llmbar-adver-manual",
+    "refusals-dangerous",
+    "refusals-offensive",
+    "xstest-should-refuse",
+    "xstest-should-respond",
+    "donotanswer",
+    "math-prm",
+    "hep-cpp",
+    "hep-go",
+    "hep-java",
+    "hep-js",
+    "hep-python",
+    "hep-rust",
+    "anthropic_helpful",
+    "anthropic_hhh",
+    "shp",
+    "summarize",
+];
 
 /// Solved examples before each GSM8K question: lm-eval's `num_fewshot`.
 pub const GSM8K_FEWSHOT: u64 = 5;
@@ -46,6 +90,8 @@ impl Task {
                 "prompt_level_loose_acc",
                 "inst_level_loose_acc",
             ],
+            Task::Rewardbench => REWARDBENCH_METRICS,
+            Task::PreferenceAccuracy => &["accuracy", "margin", "chosen_reward", "rejected_reward"],
         }
     }
 
@@ -55,6 +101,8 @@ impl Task {
             Task::ArcEasy | Task::ArcChallenge | Task::Hellaswag | Task::Piqa => "acc_norm",
             Task::Gsm8k => "exact_match_strict",
             Task::Ifeval => "prompt_level_strict_acc",
+            Task::Rewardbench => "average",
+            Task::PreferenceAccuracy => "accuracy",
         }
     }
 
@@ -72,6 +120,9 @@ impl Task {
             Task::ArcEasy | Task::ArcChallenge | Task::Gsm8k => "test",
             Task::Hellaswag | Task::Piqa => "validation",
             Task::Ifeval => "train",
+            Task::Rewardbench => "filtered",
+            // UltraFeedback's preference test split; a file is read whole.
+            Task::PreferenceAccuracy => "test_prefs",
         }
     }
 
@@ -116,6 +167,8 @@ impl Task {
             Task::Piqa => &["baber/piqa", "ybisk/piqa"],
             Task::Gsm8k => &["openai/gsm8k"],
             Task::Ifeval => &["google/IFEval"],
+            Task::Rewardbench => &["allenai/reward-bench"],
+            Task::PreferenceAccuracy => &["allenai/ultrafeedback_binarized_cleaned"],
         }
     }
 
@@ -131,6 +184,12 @@ impl Task {
             }
         }
         names
+    }
+
+    /// Scored by a reward model (a sequence classifier) rather than a
+    /// causal LM.
+    pub fn is_reward(self) -> bool {
+        matches!(self, Task::Rewardbench | Task::PreferenceAccuracy)
     }
 
     /// Scored by log-likelihood (multiple choice) rather than generation.

@@ -30,6 +30,10 @@ pub enum TrainEvent {
         /// A DPO step's rewards and log-probs (absent for SFT).
         #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
         preference: Option<PreferenceMetrics>,
+        /// A reward-model step's accuracy, margin and rewards (absent for
+        /// SFT and DPO).
+        #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+        reward: Option<RewardMetrics>,
     },
     /// A checkpoint was written (periodic, or on a stop request).
     Checkpoint { step: u64, path: PathBuf },
@@ -102,6 +106,22 @@ pub struct PreferenceMetrics {
     pub logps_chosen: f64,
     #[serde(rename = "logps/rejected")]
     pub logps_rejected: f64,
+}
+
+/// What a reward-model step logs beside its loss, as open-instruct's
+/// `reward_modeling.py` names it (`train/rm/...`): the means over the
+/// step's pairs of the accuracy (chosen strictly above rejected), of the
+/// reward margin, and of the chosen and rejected rewards.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RewardMetrics {
+    #[serde(rename = "rm/accuracy")]
+    pub accuracy: f64,
+    #[serde(rename = "rm/reward_margin")]
+    pub margin: f64,
+    #[serde(rename = "rm/chosen_rewards")]
+    pub chosen: f64,
+    #[serde(rename = "rm/rejected_rewards")]
+    pub rejected: f64,
 }
 
 /// Which rule declared a run diverged.
@@ -274,6 +294,7 @@ mod tests {
             elapsed_s: 2.0,
             total_steps: 4,
             preference,
+            reward: None,
         };
         let line = step(Some(m)).to_line();
         assert!(
@@ -284,5 +305,36 @@ mod tests {
         let sft = step(None).to_line();
         assert!(!sft.contains("rewards"), "{sft}");
         assert_eq!(TrainEvent::parse(&sft), Some(step(None)));
+    }
+
+    /// A reward-model step line carries its metrics under open-instruct's
+    /// names and reads back as one, neither a DPO line nor an SFT one.
+    #[test]
+    fn an_rm_step_line_carries_the_reward_metrics() {
+        let m = RewardMetrics {
+            accuracy: 0.5,
+            margin: 0.25,
+            chosen: 0.25,
+            rejected: 0.0,
+        };
+        let e = TrainEvent::Step {
+            step: 1,
+            epoch: 0.5,
+            loss: 0.8132617,
+            lr: 1e-6,
+            grad_norm: 1.0,
+            tokens: 10,
+            tokens_per_s: 5.0,
+            elapsed_s: 2.0,
+            total_steps: 4,
+            preference: None,
+            reward: Some(m),
+        };
+        let line = e.to_line();
+        assert!(
+            line.ends_with(r#""total_steps":4,"rm/accuracy":0.5,"rm/reward_margin":0.25,"rm/chosen_rewards":0.25,"rm/rejected_rewards":0.0}"#),
+            "{line}"
+        );
+        assert_eq!(TrainEvent::parse(&line), Some(e));
     }
 }

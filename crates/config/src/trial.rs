@@ -120,7 +120,7 @@ pub fn stage_of(key: &str) -> Option<Stage> {
 }
 
 /// Defaults a stage changes (Tulu 3's DPO recipe, open-instruct's
-/// `dpo_tune_cache.py`), and the defaults of its own keys; `beta` depends
+/// `dpo_tune_cache.py`; its reward-model recipe, `reward_modeling.py`), and the defaults of its own keys; `beta` depends
 /// on the loss and is set apart.
 const STAGE_DEFAULTS: &[(Stage, &str, &str)] = &[
     (Stage::Dpo, "warmup_ratio", "0.1"),
@@ -130,6 +130,12 @@ const STAGE_DEFAULTS: &[(Stage, &str, &str)] = &[
     (Stage::Dpo, "dpo_loss", "\"dpo_norm\""),
     (Stage::Dpo, "label_smoothing", "0.0"),
     (Stage::Dpo, "forward", "\"separate\""),
+    // open-instruct's `reward_modeling.py` (SmolTulu RM-1130): one epoch,
+    // max length 2048, linear decay with no warmup (`warm_up_steps = 0`).
+    (Stage::Rm, "warmup_ratio", "0.0"),
+    (Stage::Rm, "epochs", "1.0"),
+    (Stage::Rm, "max_seq_len", "2048"),
+    (Stage::Rm, "schedule", "\"linear\""),
 ];
 
 /// The stage of a checked table, its keys of other stages refused, and
@@ -406,6 +412,21 @@ mod tests {
         .expect("parse");
         assert_eq!((sft.stage, sft.epochs, sft.beta), (Stage::Sft, 2.0, None));
         assert_eq!(sft.dpo(), None);
+    }
+
+    #[test]
+    fn an_rm_trial_starts_from_open_instructs_reward_model_recipe() {
+        let d = tempfile::tempdir().expect("tmp");
+        let base = "model = \"m\"\ndata = [\"d.jsonl\"]\nlr = 4e-5\noutput_dir = \"out\"\nstage = \"rm\"\n";
+        let c = TrialConfig::from_file(&write(d.path(), base)).expect("parse");
+        assert_eq!(c.stage, Stage::Rm);
+        assert_eq!((c.warmup_ratio, c.epochs, c.max_seq_len), (0.0, 1.0, 2048));
+        assert_eq!((c.dpo(), c.beta), (None, None));
+        // DPO's keys are not a reward model's.
+        let e = TrialConfig::from_file(&write(d.path(), &format!("{base}beta = 5.0\n")))
+            .expect_err("beta in an RM trial")
+            .to_string();
+        assert!(e.contains("beta") && e.contains("stage \"dpo\""), "{e}");
     }
 
     #[test]

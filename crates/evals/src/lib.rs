@@ -2,7 +2,9 @@
 //! HellaSwag and PIQA by log-likelihood, GSM8K and IFEval by greedy
 //! generation, each faithful to lm-evaluation-harness (and, for IFEval, to
 //! Google's reference checker) or, under the `smollm2` convention
-//! ([`convention`]), to lighteval as SmolLM2's evaluation ran it.
+//! ([`convention`]), to lighteval as SmolLM2's evaluation ran it; a reward
+//! model is scored on preference pairs (RewardBench, any preference set)
+//! by [`reward`].
 //!
 //! [`load_task`] reads and validates a task's data (every bad row is an
 //! error naming the task, file, row and field); [`evaluate`] runs tasks
@@ -17,6 +19,7 @@ pub mod gsm8k;
 pub mod ifeval;
 pub mod loglik;
 pub mod pyrandom;
+pub mod reward;
 pub mod runner;
 pub mod tasks;
 pub mod text;

@@ -101,6 +101,12 @@ pub fn evaluate(m: &LoadedModel, tasks: &[TaskData], opts: &EvalOptions) -> Resu
             Docs::MultipleChoice(docs) => run_mc(m, name, docs, &layer, opts)?,
             Docs::Gsm8k { docs, fewshot } => run_gsm8k(m, docs, fewshot, &layer, opts)?,
             Docs::IfEval(docs) => run_ifeval(m, docs, &layer, opts)?,
+            Docs::Preference(_) => {
+                return Err(EvalError::Task {
+                    task: name.to_owned(),
+                    msg: "is scored by a reward model (a sequence classifier), and this model is a causal LM".into(),
+                })
+            }
         };
         let wall = t.elapsed().as_secs_f64();
         let n = task.len();

@@ -152,6 +152,8 @@ pub enum Docs {
         fewshot: Vec<Gsm8kDoc>,
     },
     IfEval(Vec<IfEvalDoc>),
+    /// Preference pairs, scored by a reward model ([`crate::reward`]).
+    Preference(Vec<crate::reward::PreferenceDoc>),
 }
 
 /// A task ready to run: its documents and the files they came from.
@@ -169,6 +171,7 @@ impl TaskData {
             Docs::MultipleChoice(d) => d.len(),
             Docs::Gsm8k { docs, .. } => docs.len(),
             Docs::IfEval(d) => d.len(),
+            Docs::Preference(d) => d.len(),
         }
     }
 
@@ -347,6 +350,12 @@ pub fn mc_doc(task: TaskKind, index: usize, rec: &Record) -> Result<McDoc> {
             (query, choices, gold, view)
         }
         TaskKind::Gsm8k | TaskKind::Ifeval => {
+            return Err(EvalError::Task {
+                task: task.name().to_owned(),
+                msg: "not a multiple-choice task".into(),
+            })
+        }
+        TaskKind::Rewardbench | TaskKind::PreferenceAccuracy => {
             return Err(EvalError::Task {
                 task: task.name().to_owned(),
                 msg: "not a multiple-choice task".into(),

@@ -83,6 +83,14 @@ fn weight_files(dir: &Path) -> Result<(PathBuf, HashMap<String, PathBuf>)> {
     })
 }
 
+/// The tensor names a model directory's safetensors hold.
+pub fn tensor_names(dir: &Path) -> Result<Vec<String>> {
+    let (_, map) = weight_files(dir)?;
+    let mut names: Vec<String> = map.into_keys().collect();
+    names.sort();
+    Ok(names)
+}
+
 fn map_file(path: &Path) -> Result<memmap2::Mmap> {
     let file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
     // SAFETY: read-only map of a weight file we only read from.

@@ -4,7 +4,8 @@
 //! reading and writing Hugging Face checkpoints ([`hf`]), the network itself
 //! ([`llama`]), greedy generation with a KV cache ([`generate`]), the
 //! tokenizer and chat templates ([`tokenizer`], [`chat`]), importing GGUF
-//! files ([`gguf`]) and choosing a device and dtype ([`device`]).
+//! files ([`gguf`]), choosing a device and dtype ([`device`]) and the
+//! reward model's score head ([`score`]).
 
 pub mod chat;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod gguf;
 pub mod hf;
 pub mod llama;
 pub mod mmap;
+pub mod score;
 pub mod tokenizer;
 pub mod varlen;
 
@@ -26,5 +28,6 @@ pub use error::{ModelError, Result};
 pub use generate::{GenerateOptions, Generation, StopReason};
 pub use hf::LoadedModel;
 pub use llama::{KvCache, Llama};
+pub use score::RewardModel;
 pub use tokenizer::TextTokenizer;
 pub use varlen::Varlen;

@@ -108,6 +108,7 @@ mod tests {
                 elapsed_s: 6.5,
                 total_steps: 8,
                 preference: None,
+                reward: None,
             }
             .to_line(),
             r#"{"event":"step","step":2,"epoch":0.5,"loss":1.25,"lr":0.001,"grad_norm":0.75,"tokens":640,"tokens_per_s":100.0,"elapsed_s":6.5,"total_steps":8}"#

@@ -4,7 +4,7 @@
 //! chunked LM loss ([`loss`]), AdamW and schedules ([`optim`]),
 //! checkpoints ([`checkpoint`]), the event stream ([`events`]) and the loop
 //! that ties them together ([`train`]). A DPO trial runs the same loop
-//! with its own step ([`dpo`]).
+//! with its own step ([`dpo`]), and so does a reward-model trial ([`rm`]).
 
 pub mod batch;
 pub mod checkpoint;
@@ -16,6 +16,7 @@ pub mod events;
 pub mod loss;
 pub mod optim;
 pub mod prepare;
+pub mod rm;
 pub mod train;
 
 pub use config::TrialConfig;

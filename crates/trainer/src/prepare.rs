@@ -27,7 +27,7 @@ pub fn prepare(cfg: &TrialConfig, stop: &AtomicBool) -> Result<Prepared> {
     let model_dir = smolsweep_model::hf::resolve_model_dir(&cfg.model)?;
     let tok = TextTokenizer::from_dir(&model_dir)?;
     let template = template_for(cfg, &tok)?;
-    if cfg.stage == crate::config::Stage::Dpo {
+    if cfg.stage != crate::config::Stage::Sft {
         // The pairs only; the reference log-probs need the model and are
         // computed by the first trial.
         let spec = crate::train::setup::data_spec(cfg, &tok, &template);

@@ -1,6 +1,8 @@
 //! `smolsweep eval`: run benchmarks on a model and write results.json
 //! (and samples.jsonl). The data of every task is read and checked before
 //! the model is loaded, so a bad row fails in a second, not after an hour.
+//! Reward-model tasks load the model as a sequence classifier
+//! (`smolsweep_evals::reward`).
 
 use std::io::Write;
 
@@ -9,6 +11,13 @@ use smolsweep_evals::{evaluate, load_task, BatchSize, DataSources, EvalOptions, 
 
 use super::load_model;
 use crate::args::EvalArgs;
+
+fn load_reward_model(a: &crate::args::ModelArgs) -> Result<smolsweep_model::RewardModel> {
+    let rm = smolsweep_model::RewardModel::load(&a.model, a.device, a.dtype)
+        .with_context(|| format!("loading reward model {}", a.model.display()))?;
+    tracing::info!(device = ?rm.model.device(), dtype = ?rm.model.kind(), "reward model loaded");
+    Ok(rm)
+}
 
 pub fn run(a: &EvalArgs) -> Result<()> {
     let batch_size: BatchSize = a
@@ -32,6 +41,17 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         {
             anyhow::bail!("--task {t}: task `{}` given twice", spec.kind.name());
         }
+        // A reward model's tasks and a causal LM's are never one model's:
+        // refused before any data is read.
+        if tasks
+            .iter()
+            .any(|d: &smolsweep_evals::TaskData| d.kind.is_reward() != spec.kind.is_reward())
+        {
+            anyhow::bail!(
+                "--task {t}: reward-model tasks (rewardbench, preference_accuracy) and causal-LM \
+                 tasks cannot be scored by one model; evaluate them separately"
+            );
+        }
         let data = load_task(&spec, &sources, a.limit).context("loading benchmark data")?;
         tracing::info!(
             task = spec.kind.name(),
@@ -41,7 +61,6 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         );
         tasks.push(data);
     }
-    let m = load_model(&a.model)?;
     let opts = EvalOptions {
         chat_template: a.chat_template,
         convention,
@@ -50,7 +69,14 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         gsm8k_fewshot: usize::try_from(a.gsm8k_fewshot).context("--gsm8k-fewshot")?,
         ..Default::default()
     };
-    let results = evaluate(&m, &tasks, &opts).context("evaluating")?;
+    let results = if tasks.iter().any(|t| t.kind.is_reward()) {
+        let rm = load_reward_model(&a.model)?;
+        smolsweep_evals::reward::evaluate(&rm, &a.model.model, &tasks, &opts)
+            .context("evaluating")?
+    } else {
+        let m = load_model(&a.model)?;
+        evaluate(&m, &tasks, &opts).context("evaluating")?
+    };
     let json = serde_json::to_string_pretty(&results)?;
     match &a.out {
         Some(p) => std::fs::write(p, format!("{json}\n"))

@@ -45,10 +45,28 @@ pub fn check(spec: &SweepSpec) -> Result<()> {
         fewshot_from: None,
     };
     let limit = eval.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    let trains_rm = data_sets.iter().any(|(_, s)| *s == Stage::Rm);
+    let trains_lm = data_sets.iter().any(|(_, s)| *s != Stage::Rm);
     for (i, task) in eval.tasks.iter().enumerate() {
         let spec_of: TaskSpec = task
             .parse()
             .with_context(|| format!("{file}: eval.tasks[{i}]"))?;
+        // A reward model is scored on preference pairs, a causal LM on the
+        // LM benchmarks: a task the sweep's models cannot run would fail
+        // every trial's evaluation after its training.
+        let name = spec_of.kind.name();
+        if spec_of.kind.is_reward() && trains_lm {
+            anyhow::bail!(
+                "{file}: eval.tasks[{i}]: `{name}` scores a reward model, and this sweep trains \
+                 a causal LM (a reward model is `stage = \"rm\"`)"
+            );
+        }
+        if !spec_of.kind.is_reward() && trains_rm {
+            anyhow::bail!(
+                "{file}: eval.tasks[{i}]: `{name}` scores a causal LM, and this sweep trains a \
+                 reward model (`stage = \"rm\"`: rewardbench, preference_accuracy)"
+            );
+        }
         load_task(&spec_of, &sources, limit).with_context(|| format!("{file}: eval.tasks[{i}]"))?;
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! The end product of a trial: the trained model as a HF directory
 //! (weights, config, tokenizer files) whose `chat_template` is the one it
-//! was trained with.
+//! was trained with. A reward model's is a one-label
+//! `LlamaForSequenceClassification` (`smolsweep_model::score`).
 
 use std::path::Path;
 
@@ -17,6 +18,7 @@ pub(super) fn export_model(
     src: &Path,
     out: &Path,
     template: &Template,
+    reward_model: bool,
 ) -> Result<()> {
     let tmp = out.with_extension("tmp");
     let _ = std::fs::remove_dir_all(&tmp);
@@ -24,6 +26,10 @@ pub(super) fn export_model(
     smolsweep_model::hf::copy_tokenizer_files(src, &tmp)?;
     if !template.is_models_own {
         set_chat_template(&tmp, &template.source)?;
+    }
+    if reward_model {
+        let dtype = smolsweep_model::hf::torch_dtype_name(model.kind());
+        smolsweep_model::score::export_config(&tmp, &model.config, dtype)?;
     }
     let _ = std::fs::remove_dir_all(out);
     std::fs::rename(&tmp, out).map_err(|e| TrainError::io(out, e))

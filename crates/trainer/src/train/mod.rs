@@ -1,4 +1,4 @@
-//! One SFT (or DPO: [`crate::dpo`] runs its step) job, start to finish: load the model and the (cached) data,
+//! One SFT (or DPO, or reward-model: [`crate::dpo`], [`crate::rm`] run their step) job, start to finish: load the model and the (cached) data,
 //! then for each optimizer step run its micro-batches forward and
 //! backward (gradient accumulation), check for a non-finite loss, clip,
 //! update, report, watch for a collapse ([`divergence`]), checkpoint; at
@@ -187,11 +187,11 @@ impl<'a> Run<'a> {
             warmup: t.plan.warmup,
             ln_vocab: match t.work {
                 Work::Sft(_) => (t.model.config.vocab_size as f64).ln(),
-                Work::Dpo(_) => std::f64::consts::LN_2,
+                Work::Dpo(_) | Work::Rm(_) => std::f64::consts::LN_2,
             },
             chance_name: match t.work {
                 Work::Sft(_) => "ln(vocab)",
-                Work::Dpo(_) => "ln 2",
+                Work::Dpo(_) | Work::Rm(_) => "ln 2",
             },
         });
         tracing::info!("{}", watch.describe());
@@ -262,6 +262,7 @@ impl<'a> Run<'a> {
             elapsed_s: at.elapsed_before + el,
             total_steps: self.t.plan.total,
             preference: acc.preference,
+            reward: acc.reward,
         });
         self.bar.set_position(at.step);
         self.bar.set_message(format!("loss {:.4}", acc.loss));
@@ -323,7 +324,8 @@ impl<'a> Run<'a> {
         }
         let t = &self.t;
         let export = t.cfg.output_dir.join("final");
-        export::export_model(&t.model, &t.model_dir, &export, &t.template)?;
+        let reward_model = matches!(t.work, Work::Rm(_));
+        export::export_model(&t.model, &t.model_dir, &export, &t.template, reward_model)?;
         let (step, loss) = (self.at.step, self.at.last_loss.unwrap_or(f64::NAN));
         let elapsed_s = self.started.elapsed().as_secs_f64();
         Ok(match early {

@@ -17,9 +17,10 @@ use crate::batch::steps_per_epoch;
 use crate::config::{self, InitKind, MicroBatch, Stage, TrialConfig};
 use crate::data::{self, DataSpec, Loaded, Samples};
 use crate::dpo::DpoWork;
-use crate::error::{Result, TrainError};
+use crate::error::Result;
 use crate::loss::{chunked_lm_loss, DEFAULT_CHUNK};
 use crate::optim::{self, Optimizer};
+use crate::rm::RmWork;
 
 /// A trial ready to train: what the loop reads, and the model and
 /// optimizer it updates.
@@ -46,6 +47,8 @@ pub(super) enum Work {
     Sft(Loaded),
     /// DPO: preference pairs and their reference log-probs.
     Dpo(Box<DpoWork>),
+    /// A reward model: preference pairs and the score head.
+    Rm(Box<RmWork>),
 }
 
 impl Work {
@@ -54,6 +57,7 @@ impl Work {
         match self {
             Work::Sft(d) => d.len(),
             Work::Dpo(w) => w.len(),
+            Work::Rm(w) => w.len(),
         }
     }
 }
@@ -90,17 +94,21 @@ impl<'a> Trainer<'a> {
         let template = template_for(cfg, &tok)?;
         let data = match cfg.stage {
             Stage::Sft => Some(load_data(cfg, &tok, &template, stop)?),
-            Stage::Dpo => None,
-            Stage::Rm => {
-                return Err(TrainError::Other(
-                    "stage \"rm\": the reward-model trainer is not built yet".into(),
-                ))
-            }
+            Stage::Dpo | Stage::Rm => None,
         };
         let model = init_model(cfg, &model_dir, device, kind)?;
         let micro_batch_size = pick_micro_batch(cfg, &model);
         let work = match data {
             Some(d) => Work::Sft(d),
+            // The head joins the model's variables before the optimizer
+            // collects them.
+            None if cfg.stage == Stage::Rm => Work::Rm(Box::new(RmWork::prepare(
+                cfg,
+                &data_spec(cfg, &tok, &template),
+                &model,
+                &model_dir,
+                stop,
+            )?)),
             None => Work::Dpo(Box::new(DpoWork::prepare(
                 crate::dpo::Setup {
                     cfg,
@@ -257,8 +265,8 @@ fn pick_micro_batch(cfg: &TrialConfig, model: &Llama) -> usize {
     let bs = cfg.batch_size as usize;
     let cap = match cfg.micro_batch_size {
         MicroBatch::Fixed(m) => return (m as usize).min(bs),
-        // A DPO micro-batch of m pairs holds 2m sequences' graphs.
-        MicroBatch::Auto if cfg.stage == Stage::Dpo => bs.div_ceil(2),
+        // A DPO or RM micro-batch of m pairs holds 2m sequences' graphs.
+        MicroBatch::Auto if cfg.stage != Stage::Sft => bs.div_ceil(2),
         MicroBatch::Auto => bs,
     };
     let len = cfg.max_seq_len;

@@ -26,6 +26,8 @@ pub(super) struct Accumulated {
     pub tokens: u64,
     /// A DPO step's rewards and log-probs.
     pub preference: Option<smolsweep_config::PreferenceMetrics>,
+    /// A reward-model step's accuracy, margin and rewards.
+    pub reward: Option<smolsweep_config::RewardMetrics>,
 }
 
 /// An applied update.
@@ -52,6 +54,7 @@ impl Trainer<'_> {
         let data = match &self.work {
             Work::Sft(d) => d,
             Work::Dpo(w) => return self.dpo_step(w, step, order, dump),
+            Work::Rm(w) => return self.rm_step(w, step, order, dump),
         };
         let (epoch, mbatches) = self.micro_batches(data, step, order);
         let step_labels: i64 = mbatches.iter().map(|m| m.label_tokens).sum();
@@ -60,6 +63,7 @@ impl Trainer<'_> {
             loss: 0.0,
             tokens: 0,
             preference: None,
+            reward: None,
         };
         // The loss stays on the device until the step is done: one read
         // per step, not one per micro-batch.
@@ -110,6 +114,38 @@ impl Trainer<'_> {
             loss: s.loss,
             tokens: s.tokens,
             preference: Some(s.metrics),
+            reward: None,
+        })
+    }
+
+    /// A reward-model step: the step's pairs, run by the RM module.
+    fn rm_step(
+        &self,
+        w: &crate::rm::RmWork,
+        step: u64,
+        order: &mut OrderCache,
+        dump: &mut Option<BatchDump>,
+    ) -> Result<Accumulated> {
+        let (p, cfg) = (&self.plan, self.cfg);
+        let (epoch, pairs) = step_samples(p.samples, p.batch_size, cfg.seed, step, order);
+        let mut on_micro = |idx: &[usize], c: &MicroBatch, r: &MicroBatch| match dump.as_mut() {
+            Some(d) => d.write_pairs(step, idx, c, r),
+            None => Ok(()),
+        };
+        let s = w.step(
+            &self.model,
+            &pairs,
+            self.micro_batch_size,
+            cfg.max_seq_len,
+            self.pad,
+            &mut on_micro,
+        )?;
+        Ok(Accumulated {
+            epoch,
+            loss: s.loss,
+            tokens: s.tokens,
+            preference: None,
+            reward: Some(s.metrics),
         })
     }
 
