@@ -85,6 +85,7 @@ fn example_sweeps_are_valid() {
     for (name, min_points) in [
         ("smoltulu-fig1.toml", 25),
         ("smoltulu-dpo.toml", 16),
+        ("smoltulu-rm.toml", 20),
         ("example.toml", 2),
     ] {
         let text = std::fs::read_to_string(root().join("sweeps").join(name)).expect("read example");
