@@ -151,8 +151,11 @@ fn reduced_demo_grid_trains_evaluates_reports_and_reruns_as_a_no_op() {
         md.contains("All 4 expected trials have finished (4 completed"),
         "{md}"
     );
+    // figure1.png: the paper's four panels side by side (IHDR width).
     let png = std::fs::read(report.join("figure1.png")).expect("figure1.png");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 50_000);
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000);
+    let width = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
+    assert_eq!(width, 4 * smolsweep_report::PANEL_SIZE.0);
     let png = std::fs::read(report.join("all_metrics.png")).expect("all_metrics.png");
     assert!(png.starts_with(b"\x89PNG") && png.len() > 50_000);
     assert!(md.contains("## The paper's Table 9 rows"), "{md}");
@@ -197,8 +200,13 @@ fn reduced_demo_grid_trains_evaluates_reports_and_reruns_as_a_no_op() {
         .expect("trials")
         .iter()
         .max_by(|a, b| {
-            let v = |t: &serde_json::Value| t["scores"]["hellaswag"]["acc_norm"].as_f64().unwrap_or(-1.0);
-            v(a).total_cmp(&v(b)).then(b["id"].as_i64().cmp(&a["id"].as_i64()))
+            let v = |t: &serde_json::Value| {
+                t["scores"]["hellaswag"]["acc_norm"]
+                    .as_f64()
+                    .unwrap_or(-1.0)
+            };
+            v(a).total_cmp(&v(b))
+                .then(b["id"].as_i64().cmp(&a["id"].as_i64()))
         })
         .expect("a trial");
     let dpo_trials = root_dir.join("runs/demo-dpo/trials");
@@ -213,9 +221,10 @@ fn reduced_demo_grid_trains_evaluates_reports_and_reruns_as_a_no_op() {
         assert!(model.contains(best_dir), "{model} is not from {best_dir}");
         let events = std::fs::read_to_string(d.join("train.events.jsonl")).expect("events");
         assert!(events.contains("\"rewards/accuracy\""), "{events}");
-        let r: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(d.join("results.json")).expect("results"))
-                .expect("results.json");
+        let r: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(d.join("results.json")).expect("results"),
+        )
+        .expect("results.json");
         assert!(r["tasks"]["hellaswag"]["metrics"]["acc_norm"]["value"].is_number());
     }
     ok(&run(&["report", &s(&dpo)]), "report demo-dpo");

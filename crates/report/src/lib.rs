@@ -573,7 +573,10 @@ fn stage_table(input: &ReportInput, summary: &ReportSummary) -> Option<(String, 
     use smolsweep_config::Stage;
     let (title, points) = match stage_of(input) {
         Stage::Dpo => ("Table 5: DPO learning rate and batch size", DPO_POINTS),
-        Stage::Rm => ("Table 7: reward-model learning rate and batch size", RM_POINTS),
+        Stage::Rm => (
+            "Table 7: reward-model learning rate and batch size",
+            RM_POINTS,
+        ),
         Stage::Sft => return None,
     };
     let e7 = |lr: f64, bs: u32| format!("{:.3}", lr / f64::from(bs) * 1e7);

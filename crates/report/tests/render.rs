@@ -626,13 +626,19 @@ fn a_dpo_sweep_gets_table_5_in_the_papers_unit() {
     input.spec_toml = "[train]\nstage = \"dpo\"\n".into();
     render_report(&input, dir.path()).expect("renders");
     let md = std::fs::read_to_string(dir.path().join("report.md")).expect("md");
-    assert!(md.contains("## Table 5: DPO learning rate and batch size"), "{md}");
+    assert!(
+        md.contains("## Table 5: DPO learning rate and batch size"),
+        "{md}"
+    );
     // 8e-7 / 12 x 1e7 = 0.667, as the paper prints it.
     assert!(
         md.contains("| SmolTulu DPO-1130 (paper) | 8e-7 | 12 | 0.667 | – |"),
         "{md}"
     );
-    assert!(md.contains("| this sweep, best by `ARC (Average)` |"), "{md}");
+    assert!(
+        md.contains("| this sweep, best by `ARC (Average)` |"),
+        "{md}"
+    );
     // An SFT sweep has none.
     let dir = tempfile::tempdir().expect("tempdir");
     render_report(&paper_grid(), dir.path()).expect("renders");
