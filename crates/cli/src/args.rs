@@ -138,6 +138,44 @@ pub enum BenchCommand {
     Forward(BenchForwardArgs),
     /// Training-step tokens/s (forward, loss, backward, AdamW) and peak RSS.
     Train(BenchTrainArgs),
+    /// Generated tokens/s of GSM8K or IFEval prompts, by each generation engine.
+    Generate(BenchGenerateArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GenEngine {
+    /// Slots refilled as rows finish (what `eval` uses).
+    Continuous,
+    /// Fixed batches of left-padded prompts (the previous engine).
+    Static,
+    /// Both on the same prompts, in one run, outputs compared.
+    Both,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchGenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// gsm8k or ifeval, or NAME=PATH as `eval --task` takes it.
+    #[arg(long)]
+    pub task: String,
+    /// Where the task's data is found (as `eval --data-dir`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The first N examples.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Tokens per prompt at most (default: the task's, 256 for GSM8K, 1280 for IFEval).
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Solved examples before each GSM8K question.
+    #[arg(long, default_value_t = GSM8K_FEWSHOT)]
+    pub gsm8k_fewshot: u64,
+    /// Rows per batch (slots), or `auto` (as `eval --batch-size`).
+    #[arg(long, default_value = "auto")]
+    pub batch_size: String,
+    #[arg(long, value_enum, default_value = "both")]
+    pub engine: GenEngine,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,7 +1,8 @@
-//! `smolsweep bench forward`: forward-pass throughput (tokens/s) of a
-//! model at several batch shapes, median of N timed runs after a warm-up.
-//! `scripts/reference/bench_forward.py` measures `transformers` the same
-//! way, so the two can be run side by side.
+//! `smolsweep bench`: forward-pass throughput (tokens/s) of a model at
+//! several batch shapes, median of N timed runs after a warm-up
+//! (`scripts/reference/bench_forward.py` measures `transformers` the same
+//! way, so the two can be run side by side); a training step; greedy
+//! generation of a task's prompts by each engine.
 
 use anyhow::{bail, Context, Result};
 use tch::{Kind, Tensor};
@@ -13,7 +14,98 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Forward(a) => forward(&a),
         BenchCommand::Train(a) => train_step(&a),
+        BenchCommand::Generate(a) => generate(&a),
     }
+}
+
+/// Greedy generation of a task's prompts (built as `eval` builds them) by
+/// each engine in turn, on the same loaded model: generated tokens/s, and
+/// whether the engines' outputs are the same tokens.
+fn generate(a: &crate::args::BenchGenerateArgs) -> Result<()> {
+    use crate::args::GenEngine;
+    use smolsweep_evals::generation::{generate_all_with, Engine};
+    use smolsweep_evals::tasks::{Docs, PromptFormat};
+    use smolsweep_evals::{gsm8k, load_task, runner, BatchSize, DataSources, TaskSpec};
+
+    let batch: BatchSize = a
+        .batch_size
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--batch-size {e}"))?;
+    let spec: TaskSpec = a
+        .task
+        .parse()
+        .with_context(|| format!("--task {}", a.task))?;
+    let sources = DataSources {
+        data_dir: a.data_dir.clone(),
+        fewshot_from: None,
+    };
+    let data = load_task(&spec, &sources, a.limit).context("loading benchmark data")?;
+    let format = PromptFormat::Plain;
+    let (prompts, until, default_max): (Vec<String>, &[&str], usize) = match &data.docs {
+        Docs::Gsm8k { docs, fewshot } => (
+            runner::gsm8k_prompts(
+                docs,
+                fewshot,
+                usize::try_from(a.gsm8k_fewshot).context("--gsm8k-fewshot")?,
+                &format,
+                runner::FEWSHOT_SEED,
+            )?,
+            &gsm8k::UNTIL,
+            gsm8k::MAX_GEN_TOKS,
+        ),
+        Docs::IfEval(docs) => (
+            docs.iter()
+                .map(|d| format.ifeval_prompt(d))
+                .collect::<std::result::Result<_, _>>()?,
+            &[],
+            runner::IFEVAL_MAX_GEN_TOKS,
+        ),
+        Docs::MultipleChoice(_) => bail!("--task {}: not a generation task", a.task),
+    };
+    let max_new = a.max_new_tokens.unwrap_or(default_max);
+    let m = load_model(&a.model)?;
+    let ids = prompts
+        .iter()
+        .map(|p| m.tokenizer.encode_with(p, false))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let prompt_tokens: usize = ids.iter().map(Vec::len).sum();
+    let engines: &[(Engine, &str)] = match a.engine {
+        GenEngine::Continuous => &[(Engine::Continuous, "continuous")],
+        GenEngine::Static => &[(Engine::Static, "static")],
+        GenEngine::Both => &[
+            (Engine::Static, "static"),
+            (Engine::Continuous, "continuous"),
+        ],
+    };
+    let mut outputs = Vec::new();
+    for &(engine, name) in engines {
+        let start = std::time::Instant::now();
+        let outs = generate_all_with(&m, &ids, until, max_new, batch, engine)?;
+        let secs = start.elapsed().as_secs_f64();
+        let generated: usize = outs.iter().map(|o| o.token_ids.len()).sum();
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "generate", "task": spec.kind.name(), "engine": name,
+                "device": format!("{:?}", m.model.device()), "batch_size": a.batch_size,
+                "prompts": ids.len(), "prompt_tokens": prompt_tokens, "max_new_tokens": max_new,
+                "generated_tokens": generated, "secs": secs,
+                "generated_tokens_per_s": generated as f64 / secs,
+                "prompts_per_s": ids.len() as f64 / secs,
+                "threads": tch::get_num_threads(),
+            })
+        );
+        outputs.push(outs);
+    }
+    if let [a, b] = outputs.as_slice() {
+        let same = a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.token_ids == y.token_ids);
+        println!(
+            "{}",
+            serde_json::json!({"bench": "generate", "engines_agree": same})
+        );
+        anyhow::ensure!(same, "the two engines generated different tokens");
+    }
+    Ok(())
 }
 
 fn parse_shape(s: &str) -> Result<(i64, i64)> {
