@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use smolsweep_config::benchmarks::GSM8K_FEWSHOT;
-use smolsweep_config::{DType, DeviceSpec};
+use smolsweep_config::{Attention, DType, DeviceSpec};
 
 #[derive(Debug, Parser)]
 #[command(name = "smolsweep", version, about = "Learning-rate x batch-size sweeps of small language models", long_about = None)]
@@ -217,6 +217,21 @@ pub struct BenchTrainArgs {
     pub optimizer: OptimImpl,
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
+    /// auto (f32 on CPU, bf16 on CUDA), f32 or bf16.
+    #[arg(long, default_value = "auto")]
+    pub dtype: DType,
+    /// Rows packed from samples of random lengths (seeded), as `packing = true` trains.
+    #[arg(long)]
+    pub packed: bool,
+    /// Shortest and longest packed sample, MIN:MAX tokens.
+    #[arg(long, default_value = "64:1024")]
+    pub sample_lens: String,
+    /// How packed rows attend: auto, varlen or sdpa (the `attention` trial key).
+    #[arg(long, default_value = "auto")]
+    pub attention: Attention,
+    /// Peak dense bf16 TFLOP/s for MFU (default: from the CUDA device name, H100/H200/A100).
+    #[arg(long)]
+    pub peak_tflops: Option<f64>,
 }
 
 #[derive(Debug, Args)]

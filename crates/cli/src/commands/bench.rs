@@ -186,20 +186,89 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Waits for the device (CUDA work is asynchronous; a host clock read
+/// without this times only the launches).
+fn sync(device: tch::Device) {
+    if let tch::Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// The CUDA device name of `device` as `nvidia-smi` reports it (through
+/// `CUDA_VISIBLE_DEVICES` when that lists plain indices).
+fn cuda_device_name(device: tch::Device) -> Option<String> {
+    let tch::Device::Cuda(i) = device else {
+        return None;
+    };
+    let physical = match std::env::var("CUDA_VISIBLE_DEVICES") {
+        Ok(v) if !v.trim().is_empty() => v.split(',').nth(i)?.trim().parse::<usize>().ok()?,
+        _ => i,
+    };
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader", "-i"])
+        .arg(physical.to_string())
+        .output()
+        .ok()?;
+    let name = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (out.status.success() && !name.is_empty()).then_some(name)
+}
+
+/// Sample lengths filling `rows` rows of `len` tokens, each drawn
+/// uniformly from `min..=max` (the last of a row cut to fit), from a
+/// fixed seed so every variant trains on the same packing.
+fn packed_lengths(rows: usize, len: usize, min: usize, max: usize) -> Vec<Vec<usize>> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        // splitmix64
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    (0..rows)
+        .map(|_| {
+            let mut left = len;
+            let mut row = Vec::new();
+            while left > 0 {
+                let n = min + (next() % (max - min + 1) as u64) as usize;
+                row.push(n.min(left));
+                left -= n.min(left);
+            }
+            row
+        })
+        .collect()
+}
+
 /// One training step as `smolsweep train` runs it (forward, LM loss,
 /// backward, gradient norm and clipping, AdamW), on random tokens, timed
 /// over `--steps` after a warm-up; the optimizer's share is timed apart.
-/// Run it once per `--loss` / `--optimizer` variant: peak RSS is per
-/// process.
+/// With `--packed`, rows are packed samples attending as the `attention`
+/// key says. Reports tokens/s, the FLOPs per token (formula and N
+/// printed), MFU against the device's peak bf16 rate, every step's loss
+/// (for bf16 against f32), and peak memory: RSS, and on CUDA the caching
+/// allocator's peak. Run it once per variant: peak RSS is per process.
 fn train_step(a: &crate::args::BenchTrainArgs) -> Result<()> {
     use crate::args::OptimImpl;
+    use smolsweep_model::flops::{mean_causal_context, peak_bf16_flops, TrainFlops};
     use smolsweep_model::llama::{AttnMask, InitMode};
     use smolsweep_trainer::loss::{chunked_lm_loss, plain_lm_loss, DEFAULT_CHUNK};
     use smolsweep_trainer::optim::{flat::FlatAdamW, AdamW, Optimizer};
 
     let (b, t) = parse_shape(&a.shape)?;
+    let (min_len, max_len) = a
+        .sample_lens
+        .split_once(':')
+        .and_then(|(x, y)| Some((x.parse::<usize>().ok()?, y.parse::<usize>().ok()?)))
+        .filter(|&(x, y)| 0 < x && x <= y)
+        .with_context(|| {
+            format!(
+                "--sample-lens {}: expected MIN:MAX, 0 < MIN <= MAX",
+                a.sample_lens
+            )
+        })?;
     let device = smolsweep_model::resolve_device(a.device)?;
-    let kind = smolsweep_model::resolve_kind(smolsweep_model::DType::Auto, device);
+    let kind = smolsweep_model::resolve_kind(a.dtype, device);
     let dir = smolsweep_model::hf::resolve_model_dir(&a.model)?;
     let cfg = smolsweep_model::LlamaConfig::from_file(&dir.join("config.json"))?;
     let model = if a.random_init {
@@ -209,6 +278,7 @@ fn train_step(a: &crate::args::BenchTrainArgs) -> Result<()> {
         smolsweep_model::hf::load_weights(&m, &dir)?;
         m
     };
+    let varlen_on = a.packed && model.set_attention(a.attention)?;
     let named = model.vs.variables().into_iter().collect();
     let mut opt: Box<dyn Optimizer> = match a.optimizer {
         OptimImpl::Fused => Box::new(FlatAdamW::new(named, 0.9, 0.999, 1e-8, 0.0)?),
@@ -218,18 +288,59 @@ fn train_step(a: &crate::args::BenchTrainArgs) -> Result<()> {
         OptimImpl::PerTensor => Box::new(AdamW::new(named, 0.9, 0.999, 1e-8, 0.0)),
     };
     let mut opt_times = Vec::new();
+    let mut losses = Vec::new();
     let vocab = model.config.vocab_size as i64;
     tch::manual_seed(0);
     let x = Tensor::randint(vocab, [b, t + 1], (Kind::Int64, device));
     let ids = x.narrow(1, 0, t);
     let y = x.narrow(1, 1, t).reshape([-1]);
-    let pos = Tensor::arange(t, (Kind::Int64, device))
-        .unsqueeze(0)
-        .expand([b, t], false);
+    let (lens, pos, varlen) = if a.packed {
+        let rows = packed_lengths(b as usize, t as usize, min_len, max_len);
+        let seg: Vec<i64> = rows
+            .iter()
+            .flat_map(|r| {
+                r.iter()
+                    .enumerate()
+                    .flat_map(|(s, &n)| std::iter::repeat_n(s as i64, n))
+            })
+            .collect();
+        let v = smolsweep_model::Varlen::from_segments(&seg, b as usize, t as usize, device);
+        let pos = Tensor::from_slice(&v.positions())
+            .view([b, t])
+            .to_device(device);
+        (rows.concat(), pos, Some(v))
+    } else {
+        let pos = Tensor::arange(t, (Kind::Int64, device))
+            .unsqueeze(0)
+            .expand([b, t], false);
+        (vec![t as usize; b as usize], pos, None)
+    };
+    // The SDPA path's block-diagonal mask, built once as the trainer does.
+    let mask = match &varlen {
+        Some(v) if !varlen_on => Some(v.implied_mask(b as usize, t as usize).to_device(device)),
+        _ => None,
+    };
+    let attn = || match (&varlen, &mask) {
+        (Some(v), m) => AttnMask::Packed {
+            mask: m.as_ref(),
+            varlen: v,
+        },
+        (None, _) => AttnMask::Causal,
+    };
+    let flops = TrainFlops::new(&model.config, mean_causal_context(&lens));
+    let device_name = cuda_device_name(device);
+    let peak = a
+        .peak_tflops
+        .map(|tf| tf * 1e12)
+        .or_else(|| device_name.as_deref().and_then(peak_bf16_flops));
+    if device.is_cuda() {
+        smolsweep_kernels::cuda_memory(device, true)?;
+    }
     let rss_before = peak_rss_mib();
     let step = || -> Result<f64> {
+        sync(device);
         let start = std::time::Instant::now();
-        let h = model.forward_hidden(&ids, &pos, AttnMask::Causal, None)?;
+        let h = model.forward_hidden(&ids, &pos, attn(), None)?;
         let h = h.reshape([b * t, -1]);
         let scale = 1.0 / (b * t) as f64;
         let loss = match a.loss {
@@ -244,13 +355,17 @@ fn train_step(a: &crate::args::BenchTrainArgs) -> Result<()> {
                 l
             }
         };
+        sync(device);
         let opt_start = std::time::Instant::now();
         let norm = opt.grad_norm();
         opt.clip(norm, 1.0);
         opt.step(1e-5);
         opt.zero_grad();
+        sync(device);
         opt_times.push(opt_start.elapsed().as_secs_f64());
         anyhow::ensure!(loss.is_finite(), "non-finite loss");
+        // Mean token loss (the loss functions return the sum).
+        losses.push(loss / (b * t) as f64);
         Ok(start.elapsed().as_secs_f64())
     };
     let (median, _, _) = time_runs(a.steps, step)?;
@@ -258,13 +373,33 @@ fn train_step(a: &crate::args::BenchTrainArgs) -> Result<()> {
     let mut opt_times = opt_times.split_off(1);
     opt_times.sort_by(f64::total_cmp);
     let opt_median = opt_times.get(opt_times.len() / 2).copied();
+    let tokens_per_s = (b * t) as f64 / median;
+    let gpu = if device.is_cuda() {
+        Some(smolsweep_kernels::cuda_memory(device, false)?)
+    } else {
+        None
+    };
+    let mib = |bytes: i64| bytes as f64 / (1024.0 * 1024.0);
+    eprintln!(
+        "N = {} matmul parameters; {}",
+        flops.matmul_params,
+        flops.formula(&model.config)
+    );
     println!(
         "{}",
         serde_json::json!({
             "impl": "smolsweep", "bench": "train", "loss": format!("{:?}", a.loss).to_lowercase(),
             "optimizer": clap::ValueEnum::to_possible_value(&a.optimizer).map(|v| v.get_name().to_owned()), "optimizer_median_s": opt_median,
             "params": model.config.num_parameters(), "batch": b, "seq": t,
-            "median_s": median, "tokens_per_s": (b * t) as f64 / median,
+            "device": format!("{device:?}"), "device_name": device_name, "dtype": format!("{kind:?}"),
+            "packed": a.packed, "attention": if !a.packed { "causal" } else if varlen_on { "varlen" } else { "sdpa" },
+            "median_s": median, "tokens_per_s": tokens_per_s,
+            "matmul_params": flops.matmul_params, "mean_context": flops.mean_context,
+            "flops_per_token": flops.per_token(), "flops_formula": flops.formula(&model.config),
+            "peak_flops": peak, "mfu": peak.map(|p| flops.mfu(tokens_per_s, p)),
+            "peak_gpu_allocated_mib": gpu.map(|g| mib(g.peak_allocated)),
+            "peak_gpu_reserved_mib": gpu.map(|g| mib(g.peak_reserved)),
+            "losses": losses,
             "peak_rss_mib": peak_rss_mib(), "rss_before_steps_mib": rss_before,
             "threads": tch::get_num_threads(),
         })
