@@ -176,6 +176,12 @@ pub struct BenchGenerateArgs {
     pub batch_size: String,
     #[arg(long, value_enum, default_value = "both")]
     pub engine: GenEngine,
+    /// Runs of each engine, alternating (so load from elsewhere falls on both alike).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    /// libtorch intra-op threads (0 = libtorch's default).
+    #[arg(long, default_value_t = 0)]
+    pub threads: i32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -172,6 +172,8 @@ pub fn continuous(
     let mut rows: Vec<Option<Row>> = (0..batch).map(|_| None).collect();
     let mut queue = 0..prompts.len();
     let pad = i64::from(tokenizer.pad_id());
+    let (mut steps, mut row_steps, mut prefill_s) = (0usize, 0usize, 0f64);
+    let started = std::time::Instant::now();
 
     loop {
         // Fill idle slots; a prompt that stops at its first token frees
@@ -179,7 +181,9 @@ pub fn continuous(
         for r in 0..rows.len() {
             while rows[r].is_none() {
                 let Some(p) = queue.next() else { break };
+                let t = std::time::Instant::now();
                 let first = prefill(model, &mut cache, &mut valid, r as i64, &prompts[p])?;
+                prefill_s += t.elapsed().as_secs_f64();
                 let mut out = Vec::new();
                 match rules.push(&mut out, first)? {
                     Some(reason) => results[p] = Some(rules.finish(out, Some(reason))?),
@@ -227,6 +231,8 @@ pub fn continuous(
             Some(&mut cache),
         )?;
         let next = argmax_last(model, &hidden)?;
+        steps += 1;
+        row_steps += busy as usize;
         for (r, slot) in rows.iter_mut().enumerate() {
             let Some(row) = slot else { continue };
             row.len += 1;
@@ -239,6 +245,15 @@ pub fn continuous(
             }
         }
     }
+    tracing::debug!(
+        prompts = prompts.len(),
+        slots,
+        steps,
+        busy_row_steps = row_steps,
+        prefill_s = format!("{prefill_s:.2}"),
+        total_s = format!("{:.2}", started.elapsed().as_secs_f64()),
+        "continuous batching"
+    );
     results
         .into_iter()
         .enumerate()

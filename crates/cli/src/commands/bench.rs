@@ -63,6 +63,9 @@ fn generate(a: &crate::args::BenchGenerateArgs) -> Result<()> {
         Docs::MultipleChoice(_) => bail!("--task {}: not a generation task", a.task),
     };
     let max_new = a.max_new_tokens.unwrap_or(default_max);
+    if a.threads > 0 {
+        tch::set_num_threads(a.threads);
+    }
     let m = load_model(&a.model)?;
     let ids = prompts
         .iter()
@@ -78,7 +81,8 @@ fn generate(a: &crate::args::BenchGenerateArgs) -> Result<()> {
         ],
     };
     let mut outputs = Vec::new();
-    for &(engine, name) in engines {
+    let runs = engines.iter().cycle().take(engines.len() * a.repeat.max(1));
+    for (run, &(engine, name)) in runs.enumerate() {
         let start = std::time::Instant::now();
         let outs = generate_all_with(&m, &ids, until, max_new, batch, engine)?;
         let secs = start.elapsed().as_secs_f64();
@@ -86,7 +90,7 @@ fn generate(a: &crate::args::BenchGenerateArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::json!({
-                "bench": "generate", "task": spec.kind.name(), "engine": name,
+                "bench": "generate", "task": spec.kind.name(), "engine": name, "run": run / engines.len(),
                 "device": format!("{:?}", m.model.device()), "batch_size": a.batch_size,
                 "prompts": ids.len(), "prompt_tokens": prompt_tokens, "max_new_tokens": max_new,
                 "generated_tokens": generated, "secs": secs,
@@ -97,13 +101,15 @@ fn generate(a: &crate::args::BenchGenerateArgs) -> Result<()> {
         );
         outputs.push(outs);
     }
-    if let [a, b] = outputs.as_slice() {
-        let same = a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.token_ids == y.token_ids);
+    if let [first, rest @ ..] = outputs.as_slice() {
+        let same = rest.iter().all(|o| {
+            o.len() == first.len() && o.iter().zip(first).all(|(x, y)| x.token_ids == y.token_ids)
+        });
         println!(
             "{}",
-            serde_json::json!({"bench": "generate", "engines_agree": same})
+            serde_json::json!({"bench": "generate", "runs_agree": same})
         );
-        anyhow::ensure!(same, "the two engines generated different tokens");
+        anyhow::ensure!(same, "the engines (or runs) generated different tokens");
     }
     Ok(())
 }
