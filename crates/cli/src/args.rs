@@ -140,6 +140,29 @@ pub enum BenchCommand {
     Train(BenchTrainArgs),
     /// Generated tokens/s of GSM8K or IFEval prompts, by each generation engine.
     Generate(BenchGenerateArgs),
+    /// One layer's attention over packed rows, forward + backward: varlen flash vs masked SDPA (parity and time).
+    Attention(BenchAttentionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchAttentionArgs {
+    /// Packed rows BATCHxSEQ.
+    #[arg(long, default_value = "8x2048")]
+    pub shape: String,
+    /// Shortest and longest packed sample, MIN:MAX tokens.
+    #[arg(long, default_value = "64:1024")]
+    pub sample_lens: String,
+    /// Query heads, key/value heads, head dim (SmolLM2-135M's by default).
+    #[arg(long, default_value = "9:3:64")]
+    pub heads: String,
+    /// Timed iterations (after one warm-up).
+    #[arg(long, default_value_t = 10)]
+    pub iters: usize,
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceSpec,
+    /// auto (f32 on CPU, bf16 on CUDA), f32 or bf16.
+    #[arg(long, default_value = "auto")]
+    pub dtype: DType,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -15,6 +15,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Forward(a) => forward(&a),
         BenchCommand::Train(a) => train_step(&a),
         BenchCommand::Generate(a) => generate(&a),
+        BenchCommand::Attention(a) => attention(&a),
     }
 }
 
@@ -262,17 +263,7 @@ fn train_step(a: &crate::args::BenchTrainArgs) -> Result<()> {
     use smolsweep_trainer::optim::{flat::FlatAdamW, AdamW, Optimizer};
 
     let (b, t) = parse_shape(&a.shape)?;
-    let (min_len, max_len) = a
-        .sample_lens
-        .split_once(':')
-        .and_then(|(x, y)| Some((x.parse::<usize>().ok()?, y.parse::<usize>().ok()?)))
-        .filter(|&(x, y)| 0 < x && x <= y)
-        .with_context(|| {
-            format!(
-                "--sample-lens {}: expected MIN:MAX, 0 < MIN <= MAX",
-                a.sample_lens
-            )
-        })?;
+    let (min_len, max_len) = parse_min_max("--sample-lens", &a.sample_lens)?;
     let device = smolsweep_model::resolve_device(a.device)?;
     let kind = smolsweep_model::resolve_kind(a.dtype, device);
     let dir = smolsweep_model::hf::resolve_model_dir(&a.model)?;
@@ -408,6 +399,146 @@ fn train_step(a: &crate::args::BenchTrainArgs) -> Result<()> {
             "losses": losses,
             "peak_rss_mib": peak_rss_mib(), "rss_before_steps_mib": rss_before,
             "threads": tch::get_num_threads(),
+        })
+    );
+    Ok(())
+}
+
+fn parse_min_max(flag: &str, s: &str) -> Result<(usize, usize)> {
+    s.split_once(':')
+        .and_then(|(x, y)| Some((x.parse::<usize>().ok()?, y.parse::<usize>().ok()?)))
+        .filter(|&(x, y)| 0 < x && x <= y)
+        .with_context(|| format!("{flag} {s}: expected MIN:MAX, 0 < MIN <= MAX"))
+}
+
+/// libtorch's `SDPBackend` enum values.
+pub(crate) fn sdpa_backend_name(id: i64) -> &'static str {
+    match id {
+        0 => "math",
+        1 => "flash_attention",
+        2 => "efficient_attention",
+        3 => "cudnn_attention",
+        4 => "overrideable",
+        _ => "error (no kernel applies)",
+    }
+}
+
+/// One layer's causal attention over packed rows, forward and backward,
+/// by masked SDPA (the block-diagonal mask, as the SDPA path trains) and
+/// by varlen flash attention where it runs: the relative difference of
+/// the outputs and of each input's gradient, and the median time of each.
+fn attention(a: &crate::args::BenchAttentionArgs) -> Result<()> {
+    let (b, t) = parse_shape(&a.shape)?;
+    let (min_len, max_len) = parse_min_max("--sample-lens", &a.sample_lens)?;
+    let dims: Vec<i64> = a
+        .heads
+        .split(':')
+        .map(str::parse)
+        .collect::<std::result::Result<_, _>>()
+        .ok()
+        .filter(|v: &Vec<i64>| v.len() == 3 && v.iter().all(|&x| x > 0) && v[0] % v[1] == 0)
+        .with_context(|| format!("--heads {}: expected H:KV:D with KV dividing H", a.heads))?;
+    let (h, kv, hd) = (dims[0], dims[1], dims[2]);
+    let device = smolsweep_model::resolve_device(a.device)?;
+    let kind = smolsweep_model::resolve_kind(a.dtype, device);
+    let rows = packed_lengths(b as usize, t as usize, min_len, max_len);
+    let seg: Vec<i64> = rows
+        .iter()
+        .flat_map(|r| {
+            r.iter()
+                .enumerate()
+                .flat_map(|(s, &n)| std::iter::repeat_n(s as i64, n))
+        })
+        .collect();
+    let varlen = smolsweep_model::Varlen::from_segments(&seg, b as usize, t as usize, device);
+    let mask = varlen
+        .implied_mask(b as usize, t as usize)
+        .to_device(device);
+    tch::manual_seed(0);
+    let leaf = |shape: [i64; 4]| {
+        Tensor::randn(shape, (Kind::Float, device))
+            .to_kind(kind)
+            .set_requires_grad(true)
+    };
+    let (q, k, v) = (
+        leaf([b, h, t, hd]),
+        leaf([b, kv, t, hd]),
+        leaf([b, kv, t, hd]),
+    );
+    let dy = Tensor::randn([b, t, h * hd], (Kind::Float, device)).to_kind(kind);
+    let backend =
+        Tensor::internal_fused_sdp_choice(&q, &k, &v, Some(&mask), 0.0, false, None, true);
+    let masked = || -> Result<Tensor> {
+        let y = Tensor::f_scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            Some(&mask),
+            0.0,
+            false,
+            None,
+            true,
+        )?;
+        Ok(y.transpose(1, 2).reshape([b, t, h * hd]))
+    };
+    let flash = || -> Result<Tensor> {
+        let tokens = |x: &Tensor| x.transpose(1, 2).reshape([b * t, x.size()[1], hd]);
+        let y = smolsweep_kernels::flash_attention_varlen(
+            &tokens(&q),
+            &tokens(&k),
+            &tokens(&v),
+            &varlen.cu_seqlens,
+            varlen.max_seqlen,
+            1.0 / (hd as f64).sqrt(),
+        )?;
+        Ok(y.reshape([b, t, h * hd]))
+    };
+    // Forward and backward; returns the output and the three gradients.
+    let run = |f: &dyn Fn() -> Result<Tensor>| -> Result<Vec<Tensor>> {
+        let y = f()?;
+        let g = Tensor::run_backward(&[(&y * &dy).sum(Kind::Float)], &[&q, &k, &v], false, false);
+        Ok(std::iter::once(y.detach()).chain(g).collect())
+    };
+    let time = |f: &dyn Fn() -> Result<Tensor>| -> Result<f64> {
+        let (median, _, _) = time_runs(a.iters, || {
+            sync(device);
+            let start = std::time::Instant::now();
+            let _ = run(f)?;
+            sync(device);
+            Ok(start.elapsed().as_secs_f64())
+        })?;
+        Ok(median)
+    };
+    let want = run(&masked)?;
+    let masked_s = time(&masked)?;
+    let why_not = smolsweep_kernels::flash_varlen_supported(device, kind, hd).err();
+    let (flash_s, rel) = match &why_not {
+        None => {
+            let got = run(&flash)?;
+            let rel: Vec<f64> = got
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| {
+                    let (g, w) = (g.to_kind(Kind::Float), w.to_kind(Kind::Float));
+                    (&g - &w).norm().double_value(&[]) / w.norm().double_value(&[]).max(1e-30)
+                })
+                .collect();
+            (Some(time(&flash)?), Some(rel))
+        }
+        Some(_) => (None, None),
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "attention", "device": format!("{device:?}"), "dtype": format!("{kind:?}"),
+            "batch": b, "seq": t, "heads": h, "kv_heads": kv, "head_dim": hd,
+            "samples": rows.iter().map(Vec::len).sum::<usize>(),
+            "masked_sdpa_backend": sdpa_backend_name(backend),
+            "masked_ms": masked_s * 1e3,
+            "varlen_ms": flash_s.map(|s| s * 1e3),
+            "varlen_speedup": flash_s.map(|s| masked_s / s),
+            "varlen_unavailable": why_not,
+            "rel_err": rel.map(|r| serde_json::json!({"out": r[0], "grad_q": r[1], "grad_k": r[2], "grad_v": r[3]})),
         })
     );
     Ok(())
