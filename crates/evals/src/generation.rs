@@ -5,8 +5,9 @@
 //!
 //! Prompts run by continuous batching ([`Engine::Continuous`]): a fixed
 //! number of slots, each with its own rows of one KV cache; a row that
-//! stops is replaced at once by the next prompt (prefilled alone into its
-//! slot), so a batch never waits for its longest row, and every decoding
+//! stops is replaced at once by the next prompt (the prompts admitted at
+//! one step prefilled together, then copied into their slots), so a batch
+//! never waits for its longest row, and every decoding
 //! step advances every busy slot by one token at its own position. The
 //! attention mask is one `[slots, capacity]` boolean buffer updated in
 //! place (one element per row per step), never rebuilt. When the queue is
@@ -176,14 +177,18 @@ pub fn continuous(
     let started = std::time::Instant::now();
 
     loop {
-        // Fill idle slots; a prompt that stops at its first token frees
-        // its slot for the next one at once.
-        for r in 0..rows.len() {
-            while rows[r].is_none() {
-                let Some(p) = queue.next() else { break };
-                let t = std::time::Instant::now();
-                let first = prefill(model, &mut cache, &mut valid, r as i64, &prompts[p])?;
-                prefill_s += t.elapsed().as_secs_f64();
+        // Fill idle slots, prefilling the admitted prompts as one batch;
+        // a prompt that stops at its first token frees its slot again.
+        loop {
+            let free: Vec<usize> = (0..rows.len()).filter(|&r| rows[r].is_none()).collect();
+            let admit: Vec<(usize, usize)> = free.into_iter().zip(queue.by_ref()).collect();
+            if admit.is_empty() {
+                break;
+            }
+            let t = std::time::Instant::now();
+            let firsts = prefill(model, &mut cache, &mut valid, &admit, prompts, pad)?;
+            prefill_s += t.elapsed().as_secs_f64();
+            for (&(r, p), first) in admit.iter().zip(firsts) {
                 let mut out = Vec::new();
                 match rules.push(&mut out, first)? {
                     Some(reason) => results[p] = Some(rules.finish(out, Some(reason))?),
@@ -261,27 +266,51 @@ pub fn continuous(
         .collect()
 }
 
-/// Prefills `prompt` alone into slot `r` of `cache` (positions from 0),
-/// marks its positions visible in `valid` and hides the rest of the row
-/// (left by an earlier prompt); returns the first greedy token.
+/// Prefills the prompts `admit` lists (slot, prompt index) as one batch,
+/// right-padded (causal attention keeps the pads out of every real
+/// position), into their slots of `cache` from position 0; marks each
+/// row's prompt positions visible in `valid` and hides the rest of the
+/// row (left by an earlier prompt, or pads). Returns each prompt's first
+/// greedy token.
 fn prefill(
     model: &Llama,
     cache: &mut KvCache,
     valid: &mut Tensor,
-    r: i64,
-    prompt: &[u32],
-) -> Result<i64> {
+    admit: &[(usize, usize)],
+    prompts: &[Vec<u32>],
+    pad: i64,
+) -> Result<Vec<i64>> {
     let device = model.device();
-    let n = prompt.len() as i64;
-    let ids: Vec<i64> = prompt.iter().map(|&t| i64::from(t)).collect();
-    let ids = Tensor::from_slice(&ids).view([1, n]).to_device(device);
-    let pos = Tensor::arange(n, (Kind::Int64, device)).unsqueeze(0);
-    let mut row = cache.row(r);
-    let hidden = model.forward_hidden(&ids, &pos, AttnMask::Causal, Some(&mut row))?;
-    let mut v = valid.get(r);
-    let _ = v.fill_(0);
-    let _ = v.narrow(0, 0, n).fill_(1);
-    Ok(argmax_last(model, &hidden.narrow(1, n - 1, 1))?[0])
+    let k = admit.len() as i64;
+    let lens: Vec<i64> = admit
+        .iter()
+        .map(|&(_, p)| prompts[p].len() as i64)
+        .collect();
+    let lmax = lens.iter().copied().max().unwrap_or(1);
+    let mut ids = vec![pad; (k * lmax) as usize];
+    for (i, &(_, p)) in admit.iter().enumerate() {
+        for (j, &tok) in prompts[p].iter().enumerate() {
+            ids[i * lmax as usize + j] = i64::from(tok);
+        }
+    }
+    let ids = Tensor::from_slice(&ids).view([k, lmax]).to_device(device);
+    let pos = Tensor::arange(lmax, (Kind::Int64, device))
+        .unsqueeze(0)
+        .expand([k, lmax], false);
+    let mut fresh = KvCache::new(model, k, lmax);
+    let hidden = model.forward_hidden(&ids, &pos, AttnMask::Causal, Some(&mut fresh))?;
+    let slots: Vec<i64> = admit.iter().map(|&(r, _)| r as i64).collect();
+    cache.copy_rows_from(&Tensor::from_slice(&slots).to_device(device), &fresh, lmax);
+    for (&r, &n) in slots.iter().zip(&lens) {
+        let mut v = valid.get(r);
+        let _ = v.fill_(0);
+        let _ = v.narrow(0, 0, n).fill_(1);
+    }
+    // Each row's last prompt position.
+    let rows = Tensor::arange(k, (Kind::Int64, device));
+    let last = Tensor::from_slice(&lens).to_device(device) - 1;
+    let h = hidden.index(&[Some(rows), Some(last)]).unsqueeze(1);
+    argmax_last(model, &h)
 }
 
 /// The greedy token of each row's last position.

@@ -53,10 +53,11 @@ pub enum AttnMask<'a> {
 /// `[B, kv_heads, capacity, head_dim]` buffer per layer, filled in place so
 /// decoding does no re-allocation per token.
 ///
-/// Rows may also be filled independently (continuous batching): a row is
-/// prefilled through [`KvCache::row`], a view of its slice of the buffers,
-/// and a decoding step that gives each row one token at its own position
-/// is announced by [`KvCache::set_row_positions`].
+/// Rows may also be filled independently (continuous batching): prompts
+/// prefilled elsewhere are copied into free rows by
+/// [`KvCache::copy_rows_from`], and a decoding step that gives each row
+/// one token at its own position is announced by
+/// [`KvCache::set_row_positions`].
 #[derive(Debug)]
 pub struct KvCache {
     k: Vec<Tensor>,
@@ -88,16 +89,15 @@ impl KvCache {
         }
     }
 
-    /// Row `r` of the cache as a cache of one row that shares its buffers
-    /// (writes land in this cache), empty: prefilling a prompt through it
-    /// fills row `r` from position 0.
-    pub fn row(&self, r: i64) -> KvCache {
-        KvCache {
-            k: self.k.iter().map(|t| t.narrow(0, r, 1)).collect(),
-            v: self.v.iter().map(|t| t.narrow(0, r, 1)).collect(),
-            len: 0,
-            capacity: self.capacity,
-            rows: None,
+    /// Copies the first `len` positions of every row of `src` (a cache
+    /// of the same model) into rows `rows` (int64 on the model's device)
+    /// of this one: prompts prefilled together as one batch land in
+    /// whichever slots are free.
+    pub fn copy_rows_from(&mut self, rows: &Tensor, src: &KvCache, len: i64) {
+        for (dst, s) in self.k.iter().zip(&src.k).chain(self.v.iter().zip(&src.v)) {
+            let _ = dst
+                .narrow(2, 0, len)
+                .index_copy_(0, rows, &s.narrow(2, 0, len));
         }
     }
 
