@@ -207,7 +207,7 @@ pub fn continuous(
         if busy == 0 {
             break;
         }
-        if queue.len() == 0 && batch > 1 && busy * 2 <= batch {
+        if queue.is_empty() && batch > 1 && busy * 2 <= batch {
             let keep: Vec<i64> = (0..batch).filter(|&r| rows[r as usize].is_some()).collect();
             let idx = Tensor::from_slice(&keep).to_device(device);
             cache.select_rows(&idx);
