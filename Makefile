@@ -13,7 +13,7 @@ MODEL := models/SmolLM2-135M-Instruct
 # Resolved once per make run, installing torch if needed.
 LIBTORCH_DIR = $(eval LIBTORCH_DIR := $(shell scripts/libtorch.sh))$(LIBTORCH_DIR)
 
-.PHONY: all build test lint fmt weights demo demo-dpo chat bench clean-models slurm
+.PHONY: all build test lint fmt weights demo demo-dpo chat bench clean-models slurm device-check device-check-dry
 
 all: build
 
@@ -68,6 +68,15 @@ bench: weights
 	@if .venv/bin/python -c 'import transformers' 2>/dev/null; then \
 	  .venv/bin/python scripts/reference/bench_forward.py $(MODEL) --shape 1x256 --shape 8x256; \
 	else echo "transformers not installed: .venv/bin/pip install -r scripts/reference/requirements.txt" >&2; fi
+
+# The GPU machine's check (scripts/device-check.sh): one table, under 8
+# minutes on one H100/H200, with the binary built here. The dry run is the
+# same script on the CPU with tiny sizes, so it cannot rot unnoticed.
+device-check: build weights
+	scripts/device-check.sh --bin $(BIN) --model $(MODEL)
+
+device-check-dry: build
+	scripts/device-check.sh --dry-run --bin $(BIN)
 
 clean-models:
 	rm -rf models/SmolLM2-135M-Instruct

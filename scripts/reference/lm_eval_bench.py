@@ -8,6 +8,9 @@ results.json `wall_s`, which also excludes loading the model), and prints
 a table. Run from the repository root after `cargo build --release`:
 
     .venv/bin/python scripts/reference/lm_eval_bench.py [models/SmolLM2-135M-Instruct] [--gsm8k-limit 4]
+
+`--binary PATH` (repeatable) times other smolsweep binaries too, in the
+same run (e.g. a build from before a change): one column each.
 """
 
 import argparse
@@ -25,10 +28,10 @@ from lm_eval.models.huggingface import HFLM  # noqa: E402
 from lm_eval.tasks import TaskManager  # noqa: E402
 
 
-def smolsweep(model, task, limit, batch):
+def smolsweep(binary, model, task, limit, batch):
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "r.json")
-        cmd = [os.path.join(fx.ROOT, "target", "release", "smolsweep"), "eval", "--model", model,
+        cmd = [binary, "eval", "--model", model,
                "--device", "cpu", "--data-dir", fx.DATA, "--task", task, "--out", out, "--batch-size", batch]
         if limit:
             cmd += ["--limit", str(limit)]
@@ -45,7 +48,9 @@ def main():
     ap.add_argument("--tasks", default="hellaswag,arc_easy,gsm8k")
     ap.add_argument("--gsm8k-limit", type=int, default=4)
     ap.add_argument("--batch-size", default="8")
+    ap.add_argument("--binary", action="append", default=[])
     a = ap.parse_args()
+    binaries = [os.path.join(fx.ROOT, "target", "release", "smolsweep")] + a.binary
     model = os.path.abspath(a.model)
     tm = TaskManager(include_path=fx.task_yaml_dir())
     lm = HFLM(pretrained=model, device="cpu", dtype="float32", batch_size=int(a.batch_size))
@@ -56,13 +61,18 @@ def main():
         out = simple_evaluate(model=lm, tasks=[f"fx_{task}"], task_manager=tm, limit=limit, log_samples=False)
         lm_secs = time.time() - t
         n_lm = out["n-samples"][f"fx_{task}"]["effective"]
-        n, wall, total = smolsweep(model, task, limit, a.batch_size)
-        assert n == n_lm, (n, n_lm)
-        rows.append((task, n, n / lm_secs, lm_secs, n / wall, wall, total))
-    print(f"| task | n | lm-eval HF (ex/s, s) | smolsweep eval (ex/s, s) | speed-up | smolsweep process incl. model load (s) |")
-    print("|---|---|---|---|---|---|")
-    for task, n, lm_rate, lm_secs, rate, wall, total in rows:
-        print(f"| {task} | {n} | {lm_rate:.2f} ({lm_secs:.1f} s) | {rate:.2f} ({wall:.1f} s) | {rate / lm_rate:.1f}x | {total:.1f} |")
+        runs = []
+        for b in binaries:
+            n, wall, total = smolsweep(b, model, task, limit, a.batch_size)
+            assert n == n_lm, (n, n_lm)
+            runs.append((n / wall, wall, total))
+        rows.append((task, n_lm, n_lm / lm_secs, lm_secs, runs))
+    heads = "".join(f" {b} (ex/s, s) | speed-up | incl. model load (s) |" for b in binaries)
+    print(f"| task | n | lm-eval HF (ex/s, s) |{heads}")
+    print("|---|---|---|" + "---|---|---|" * len(binaries))
+    for task, n, lm_rate, lm_secs, runs in rows:
+        cells = "".join(f" {rate:.2f} ({wall:.1f} s) | {rate / lm_rate:.2f}x | {total:.1f} |" for rate, wall, total in runs)
+        print(f"| {task} | {n} | {lm_rate:.2f} ({lm_secs:.1f} s) |{cells}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ mod eval_bad_inputs;
 mod eval_grow;
 mod eval_ifeval_e2e;
 mod eval_reference;
+mod generation_parity;
 mod hub_layouts;
 mod layout;
 mod model_bad_inputs;

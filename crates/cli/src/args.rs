@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use smolsweep_config::benchmarks::GSM8K_FEWSHOT;
-use smolsweep_config::{DType, DeviceSpec};
+use smolsweep_config::{Attention, DType, DeviceSpec};
 
 #[derive(Debug, Parser)]
 #[command(name = "smolsweep", version, about = "Learning-rate x batch-size sweeps of small language models", long_about = None)]
@@ -138,6 +138,73 @@ pub enum BenchCommand {
     Forward(BenchForwardArgs),
     /// Training-step tokens/s (forward, loss, backward, AdamW) and peak RSS.
     Train(BenchTrainArgs),
+    /// Generated tokens/s of GSM8K or IFEval prompts, by each generation engine.
+    Generate(BenchGenerateArgs),
+    /// One layer's attention over packed rows, forward + backward: varlen flash vs masked SDPA (parity and time).
+    Attention(BenchAttentionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchAttentionArgs {
+    /// Packed rows BATCHxSEQ.
+    #[arg(long, default_value = "8x2048")]
+    pub shape: String,
+    /// Shortest and longest packed sample, MIN:MAX tokens.
+    #[arg(long, default_value = "64:1024")]
+    pub sample_lens: String,
+    /// Query heads, key/value heads, head dim (SmolLM2-135M's by default).
+    #[arg(long, default_value = "9:3:64")]
+    pub heads: String,
+    /// Timed iterations (after one warm-up).
+    #[arg(long, default_value_t = 10)]
+    pub iters: usize,
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceSpec,
+    /// auto (f32 on CPU, bf16 on CUDA), f32 or bf16.
+    #[arg(long, default_value = "auto")]
+    pub dtype: DType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GenEngine {
+    /// Slots refilled as rows finish (what `eval` uses).
+    Continuous,
+    /// Fixed batches of left-padded prompts (the previous engine).
+    Static,
+    /// Both on the same prompts, in one run, outputs compared.
+    Both,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchGenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// gsm8k or ifeval, or NAME=PATH as `eval --task` takes it.
+    #[arg(long)]
+    pub task: String,
+    /// Where the task's data is found (as `eval --data-dir`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The first N examples.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Tokens per prompt at most (default: the task's, 256 for GSM8K, 1280 for IFEval).
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Solved examples before each GSM8K question.
+    #[arg(long, default_value_t = GSM8K_FEWSHOT)]
+    pub gsm8k_fewshot: u64,
+    /// Rows per batch (slots), or `auto` (as `eval --batch-size`).
+    #[arg(long, default_value = "auto")]
+    pub batch_size: String,
+    #[arg(long, value_enum, default_value = "both")]
+    pub engine: GenEngine,
+    /// Runs of each engine, alternating (so load from elsewhere falls on both alike).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    /// libtorch intra-op threads (0 = libtorch's default).
+    #[arg(long, default_value_t = 0)]
+    pub threads: i32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -179,6 +246,21 @@ pub struct BenchTrainArgs {
     pub optimizer: OptimImpl,
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
+    /// auto (f32 on CPU, bf16 on CUDA), f32 or bf16.
+    #[arg(long, default_value = "auto")]
+    pub dtype: DType,
+    /// Rows packed from samples of random lengths (seeded), as `packing = true` trains.
+    #[arg(long)]
+    pub packed: bool,
+    /// Shortest and longest packed sample, MIN:MAX tokens.
+    #[arg(long, default_value = "64:1024")]
+    pub sample_lens: String,
+    /// How packed rows attend: auto, varlen or sdpa (the `attention` trial key).
+    #[arg(long, default_value = "auto")]
+    pub attention: Attention,
+    /// Peak dense bf16 TFLOP/s for MFU (default: from the CUDA device name, H100/H200/A100).
+    #[arg(long)]
+    pub peak_tflops: Option<f64>,
 }
 
 #[derive(Debug, Args)]

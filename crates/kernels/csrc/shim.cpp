@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/CachingDeviceAllocator.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/_flash_attention_forward.h>
 #include <ATen/ops/_fused_adamw.h>
@@ -121,6 +122,25 @@ char* smk_flash_attention_varlen(tensor q, tensor k, tensor v, tensor cu_q, tens
                                           /*dropout_p=*/0.0, causal != 0,
                                           /*return_debug_mask=*/false, scale);
     *out = new at::Tensor(std::get<0>(r));
+  })
+}
+
+// The CUDA caching allocator's byte counts for `device` (what
+// torch.cuda.memory_allocated / max_memory_allocated / memory_reserved /
+// max_memory_reserved report), then, if `reset_peak`, restarts the peaks
+// from the current values. Through c10's device-generic allocator
+// interface, so the shim needs no CUDA headers; an error where no CUDA
+// allocator is registered.
+char* smk_cuda_memory(int64_t device, int reset_peak, int64_t* out) {
+  SMK_PROTECT({
+    auto* a = c10::getDeviceAllocator(c10::DeviceType::CUDA);
+    auto stats = a->getDeviceStats(static_cast<c10::DeviceIndex>(device));
+    const auto all = static_cast<size_t>(c10::CachingDeviceAllocator::StatType::AGGREGATE);
+    out[0] = stats.allocated_bytes[all].current;
+    out[1] = stats.allocated_bytes[all].peak;
+    out[2] = stats.reserved_bytes[all].current;
+    out[3] = stats.reserved_bytes[all].peak;
+    if (reset_peak != 0) a->resetPeakStats(static_cast<c10::DeviceIndex>(device));
   })
 }
 

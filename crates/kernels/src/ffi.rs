@@ -55,6 +55,7 @@ mod sys {
             causal: c_int,
             out: *mut *mut C_tensor,
         ) -> *mut c_char;
+        pub fn smk_cuda_memory(device: i64, reset_peak: c_int, out: *mut i64) -> *mut c_char;
     }
 }
 
@@ -181,6 +182,16 @@ pub(crate) fn flash_attention_varlen(
     owned("_flash_attention_forward", out)
 }
 
+#[cfg(smolsweep_shim)]
+pub(crate) fn cuda_memory(device: i64, reset_peak: bool) -> Result<[i64; 4], KernelError> {
+    let mut out = [0i64; 4];
+    // SAFETY: `out` has room for the four counts the shim writes.
+    check("cuda_memory", unsafe {
+        sys::smk_cuda_memory(device, i32::from(reset_peak), out.as_mut_ptr())
+    })?;
+    Ok(out)
+}
+
 #[cfg(not(smolsweep_shim))]
 mod absent {
     use super::*;
@@ -203,6 +214,9 @@ mod absent {
         Err(KernelError::Unavailable {
             op: "_fused_adamw_",
         })
+    }
+    pub(crate) fn cuda_memory(_: i64, _: bool) -> Result<[i64; 4], KernelError> {
+        Err(KernelError::Unavailable { op: "cuda_memory" })
     }
     pub(crate) fn flash_attention_varlen(
         _: [&Tensor; 3],

@@ -159,6 +159,36 @@ pub fn flash_attention_varlen(
     )
 }
 
+/// The CUDA caching allocator's byte counts for one device, as
+/// `torch.cuda.memory_stats` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CudaMemory {
+    pub allocated: i64,
+    pub peak_allocated: i64,
+    pub reserved: i64,
+    pub peak_reserved: i64,
+}
+
+/// The allocator's counts for `device` (a CUDA device), and with
+/// `reset_peak` the peaks restarted from the current values afterwards.
+/// An error on the CPU or where libtorch has no CUDA allocator.
+pub fn cuda_memory(device: Device, reset_peak: bool) -> Result<CudaMemory> {
+    let Device::Cuda(i) = device else {
+        return Err(KernelError::Unsupported {
+            op: "cuda_memory",
+            msg: format!("{device:?} is not a CUDA device"),
+        });
+    };
+    let [allocated, peak_allocated, reserved, peak_reserved] =
+        ffi::cuda_memory(i as i64, reset_peak)?;
+    Ok(CudaMemory {
+        allocated,
+        peak_allocated,
+        reserved,
+        peak_reserved,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,5 +293,28 @@ mod tests {
             .expect_err("no CPU kernel");
         assert!(matches!(e, KernelError::Torch { .. }), "{e}");
         assert!(e.to_string().contains("_flash_attention_forward"), "{e}");
+    }
+
+    /// On the CPU the memory counts are refused before libtorch; on a
+    /// machine without a GPU libtorch's own refusal comes back as an
+    /// error, not a crash. With a GPU, a tensor's bytes show.
+    #[test]
+    fn cuda_memory_is_an_error_without_a_gpu_and_counts_with_one() {
+        assert!(matches!(
+            cuda_memory(Device::Cpu, false),
+            Err(KernelError::Unsupported { .. })
+        ));
+        if !tch::Cuda::is_available() {
+            assert!(cuda_memory(Device::Cuda(0), false).is_err());
+            return;
+        }
+        let before = cuda_memory(Device::Cuda(0), true).expect("stats");
+        let t = Tensor::zeros([1 << 20], (Kind::Float, Device::Cuda(0)));
+        let after = cuda_memory(Device::Cuda(0), false).expect("stats");
+        assert!(
+            after.peak_allocated >= before.allocated + (4 << 20),
+            "{after:?}"
+        );
+        drop(t);
     }
 }

@@ -54,6 +54,77 @@ pub struct Generation {
     pub stop_reason: StopReason,
 }
 
+/// One row's stop rules, shared by [`generate`] and by callers that
+/// schedule rows themselves (continuous batching), so that both stop at
+/// the same token.
+#[derive(Debug)]
+pub struct StopRules<'a> {
+    tokenizer: &'a TextTokenizer,
+    opts: &'a GenerateOptions,
+    stop_ids: Vec<i64>,
+    longest_stop: usize,
+}
+
+impl<'a> StopRules<'a> {
+    pub fn new(tokenizer: &'a TextTokenizer, opts: &'a GenerateOptions) -> Self {
+        StopRules {
+            tokenizer,
+            opts,
+            stop_ids: opts.stop_token_ids.iter().map(|&i| i64::from(i)).collect(),
+            longest_stop: opts.stop_strings.iter().map(|s| s.len()).max().unwrap_or(0),
+        }
+    }
+
+    /// Takes the row's next greedy token `tok`; returns why the row stops
+    /// here, if it does (an end-of-sequence id is not kept).
+    pub fn push(&self, out: &mut Vec<u32>, tok: i64) -> Result<Option<StopReason>> {
+        if self.stop_ids.contains(&tok) {
+            return Ok(Some(StopReason::Eos));
+        }
+        out.push(tok as u32);
+        if self.longest_stop > 0 {
+            // A new stop string can only end in the last few tokens;
+            // decoding a window keeps this linear in the output length.
+            let window = &out[out.len().saturating_sub(self.longest_stop + 2)..];
+            let tail = self.tokenizer.decode(window, false)?;
+            if self
+                .opts
+                .stop_strings
+                .iter()
+                .any(|s| tail.contains(s.as_str()))
+            {
+                return Ok(Some(StopReason::StopString));
+            }
+        }
+        if out.len() >= self.opts.max_new_tokens {
+            return Ok(Some(StopReason::Length));
+        }
+        Ok(None)
+    }
+
+    /// The row's result: its text decoded and cut before the first stop
+    /// string.
+    pub fn finish(&self, token_ids: Vec<u32>, reason: Option<StopReason>) -> Result<Generation> {
+        let mut text = self.tokenizer.decode(&token_ids, false)?;
+        let mut stop_reason = reason.unwrap_or(StopReason::Length);
+        if let Some(cut) = self
+            .opts
+            .stop_strings
+            .iter()
+            .filter_map(|s| text.find(s.as_str()))
+            .min()
+        {
+            text.truncate(cut);
+            stop_reason = StopReason::StopString;
+        }
+        Ok(Generation {
+            token_ids,
+            text,
+            stop_reason,
+        })
+    }
+}
+
 /// Boolean mask `[B, 1, T, S]` for `t` queries at the end of `s` keys:
 /// causal, padding hidden, and each query always sees itself so that no
 /// row of the softmax is empty (an empty row gives NaN, which would leak
@@ -109,8 +180,7 @@ pub fn generate(
     let mut cache = opts
         .use_cache
         .then(|| KvCache::new(model, b, lmax + max_new.max(1)));
-    let stop_ids: Vec<i64> = opts.stop_token_ids.iter().map(|&i| i as i64).collect();
-    let longest_stop = opts.stop_strings.iter().map(|s| s.len()).max().unwrap_or(0);
+    let rules = StopRules::new(tokenizer, opts);
     let mut out: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
     let mut reason: Vec<Option<StopReason>> = vec![None; prompts.len()];
     if max_new == 0 {
@@ -139,26 +209,8 @@ pub fn generate(
                 .to_device(Device::Cpu),
         )?;
         for (r, &tok) in next.iter().enumerate() {
-            if reason[r].is_some() {
-                continue;
-            }
-            if stop_ids.contains(&tok) {
-                reason[r] = Some(StopReason::Eos);
-                continue;
-            }
-            out[r].push(tok as u32);
-            if longest_stop > 0 {
-                // A new stop string can only end in the last few tokens;
-                // decoding a window keeps this linear in the output length.
-                let window = &out[r][out[r].len().saturating_sub(longest_stop + 2)..];
-                let tail = tokenizer.decode(window, false)?;
-                if opts.stop_strings.iter().any(|s| tail.contains(s.as_str())) {
-                    reason[r] = Some(StopReason::StopString);
-                    continue;
-                }
-            }
-            if out[r].len() as i64 >= max_new {
-                reason[r] = Some(StopReason::Length);
+            if reason[r].is_none() {
+                reason[r] = rules.push(&mut out[r], tok)?;
             }
         }
         if reason.iter().all(Option::is_some) || step + 1 == max_new {
@@ -197,24 +249,7 @@ pub fn generate(
 
     out.into_iter()
         .zip(reason)
-        .map(|(token_ids, reason)| {
-            let mut text = tokenizer.decode(&token_ids, false)?;
-            let mut stop_reason = reason.unwrap_or(StopReason::Length);
-            if let Some(cut) = opts
-                .stop_strings
-                .iter()
-                .filter_map(|s| text.find(s.as_str()))
-                .min()
-            {
-                text.truncate(cut);
-                stop_reason = StopReason::StopString;
-            }
-            Ok(Generation {
-                token_ids,
-                text,
-                stop_reason,
-            })
-        })
+        .map(|(token_ids, reason)| rules.finish(token_ids, reason))
         .collect()
 }
 

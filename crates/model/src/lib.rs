@@ -12,6 +12,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 mod files;
+pub mod flops;
 pub mod generate;
 pub mod gguf;
 pub mod hf;

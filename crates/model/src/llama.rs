@@ -52,12 +52,21 @@ pub enum AttnMask<'a> {
 /// Key/value cache for incremental decoding: one preallocated
 /// `[B, kv_heads, capacity, head_dim]` buffer per layer, filled in place so
 /// decoding does no re-allocation per token.
+///
+/// Rows may also be filled independently (continuous batching): prompts
+/// prefilled elsewhere are copied into free rows by
+/// [`KvCache::copy_rows_from`], and a decoding step that gives each row
+/// one token at its own position is announced by
+/// [`KvCache::set_row_positions`].
 #[derive(Debug)]
 pub struct KvCache {
     k: Vec<Tensor>,
     v: Vec<Tensor>,
     len: i64,
     capacity: i64,
+    /// Per-row write positions `[B]` (int64, on the device) and the
+    /// number of key positions the next call attends over.
+    rows: Option<(Tensor, i64)>,
 }
 
 impl KvCache {
@@ -76,7 +85,42 @@ impl KvCache {
             v: (0..n).map(|_| Tensor::zeros(shape, opts)).collect(),
             len: 0,
             capacity,
+            rows: None,
         }
+    }
+
+    /// Copies the first `len` positions of every row of `src` (a cache
+    /// of the same model) into rows `rows` (int64 on the model's device)
+    /// of this one: prompts prefilled together as one batch land in
+    /// whichever slots are free.
+    pub fn copy_rows_from(&mut self, rows: &Tensor, src: &KvCache, len: i64) {
+        for (dst, s) in self.k.iter().zip(&src.k).chain(self.v.iter().zip(&src.v)) {
+            let _ = dst
+                .narrow(2, 0, len)
+                .index_copy_(0, rows, &s.narrow(2, 0, len));
+        }
+    }
+
+    /// Announces a decoding step of one token per row where row `r` writes
+    /// its key and value at position `at[r]` (int64 `[B]` on the model's
+    /// device) and queries attend over the first `span` positions; the
+    /// caller's explicit mask says which of them each row may see. Holds
+    /// for the next forward call only.
+    pub fn set_row_positions(&mut self, at: Tensor, span: i64) {
+        self.rows = Some((at, span));
+    }
+
+    /// Keeps only the rows `idx` (int64 on the model's device), in that
+    /// order: finished rows leave the batch without a copy per step.
+    pub fn select_rows(&mut self, idx: &Tensor) {
+        for t in self.k.iter_mut().chain(self.v.iter_mut()) {
+            *t = t.index_select(0, idx);
+        }
+    }
+
+    /// Rows in the buffers.
+    pub fn batch(&self) -> i64 {
+        self.k.first().map_or(0, |t| t.size()[0])
     }
 
     /// Number of positions already cached.
@@ -383,7 +427,14 @@ impl Llama {
     ) -> Result<Tensor> {
         let (b, t) = input_ids.size2()?;
         if let Some(c) = cache.as_deref() {
-            if c.len + t > c.capacity {
+            if let Some((_, span)) = &c.rows {
+                if t != 1 || *span > c.capacity {
+                    return Err(ModelError::Generate(format!(
+                        "a per-row step takes one token per row within {} positions, got {t} tokens over {span}",
+                        c.capacity
+                    )));
+                }
+            } else if c.len + t > c.capacity {
                 return Err(ModelError::Generate(format!(
                     "KV cache holds {} positions, {} needed",
                     c.capacity,
@@ -427,10 +478,18 @@ impl Llama {
             let mut k = rope(&k);
             let mut v = v;
             if let Some(c) = cache.as_deref_mut() {
-                c.k[i].narrow(2, offset, t).copy_(&k);
-                c.v[i].narrow(2, offset, t).copy_(&v);
-                k = c.k[i].narrow(2, 0, offset + t);
-                v = c.v[i].narrow(2, 0, offset + t);
+                if let Some((at, span)) = &c.rows {
+                    let idx = at.view([b, 1, 1, 1]).expand([b, kv, 1, hd], false);
+                    let _ = c.k[i].scatter_(2, &idx, &k);
+                    let _ = c.v[i].scatter_(2, &idx, &v);
+                    k = c.k[i].narrow(2, 0, *span);
+                    v = c.v[i].narrow(2, 0, *span);
+                } else {
+                    c.k[i].narrow(2, offset, t).copy_(&k);
+                    c.v[i].narrow(2, offset, t).copy_(&v);
+                    k = c.k[i].narrow(2, 0, offset + t);
+                    v = c.v[i].narrow(2, 0, offset + t);
+                }
             }
             if let AttnMask::Packed { varlen, .. } = mask {
                 if cache.is_none() && self.uses_varlen() {
@@ -468,7 +527,10 @@ impl Llama {
             x = self.mlp(&x, layer);
         }
         if let Some(c) = cache {
-            c.len += t;
+            match c.rows.take() {
+                Some((_, span)) => c.len = c.len.max(span),
+                None => c.len += t,
+            }
         }
         Ok(self.rms_norm(&x, &self.norm))
     }

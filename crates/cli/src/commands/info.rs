@@ -6,17 +6,7 @@ use anyhow::Result;
 use smolsweep_model::device;
 use tch::{Device, Kind, Tensor};
 
-/// libtorch's `SDPBackend` enum values.
-fn sdpa_backend_name(id: i64) -> &'static str {
-    match id {
-        0 => "math",
-        1 => "flash_attention",
-        2 => "efficient_attention",
-        3 => "cudnn_attention",
-        4 => "overrideable",
-        _ => "error (no kernel applies)",
-    }
-}
+use super::bench::sdpa_backend_name;
 
 pub fn run() -> Result<()> {
     println!("smolsweep       {}", env!("CARGO_PKG_VERSION"));
@@ -54,8 +44,19 @@ pub fn run() -> Result<()> {
             "sdpa backend    {} (bf16, causal, GQA 9/3, head dim 64)",
             sdpa_backend_name(id)
         );
+        // Packed rows on the SDPA path: a block-diagonal boolean mask.
+        let mask = Tensor::ones([128, 128], (Kind::Bool, dev))
+            .tril(0)
+            .view([1, 1, 128, 128]);
+        let id =
+            Tensor::internal_fused_sdp_choice(&q, &kv, &kv, Some(mask), 0.0, false, None, true);
+        println!(
+            "sdpa masked     {} (bf16, boolean mask as packed rows use, GQA 9/3, head dim 64)",
+            sdpa_backend_name(id)
+        );
     } else {
         println!("sdpa backend    math (CPU)");
+        println!("sdpa masked     math (CPU)");
     }
     Ok(())
 }
