@@ -15,6 +15,8 @@ word_enum! {
         Piqa = "piqa",
         Gsm8k = "gsm8k",
         Ifeval = "ifeval",
+        MmluPro = "mmlu_pro",
+        Bbh = "bbh",
     }
 }
 
@@ -23,6 +25,38 @@ pub const GSM8K_FEWSHOT: u64 = 5;
 
 /// lm-eval's `fewshot_random_seed`.
 pub const FEWSHOT_SEED: u64 = 1234;
+
+/// BBH's 27 subtasks (`lighteval/big_bench_hard` configs, lm-eval's
+/// `bbh_*_{subtask}` tasks), in lm-eval's group order.
+pub const BBH_SUBTASKS: [&str; 27] = [
+    "boolean_expressions",
+    "causal_judgement",
+    "date_understanding",
+    "disambiguation_qa",
+    "dyck_languages",
+    "formal_fallacies",
+    "geometric_shapes",
+    "hyperbaton",
+    "logical_deduction_five_objects",
+    "logical_deduction_seven_objects",
+    "logical_deduction_three_objects",
+    "movie_recommendation",
+    "multistep_arithmetic_two",
+    "navigate",
+    "object_counting",
+    "penguins_in_a_table",
+    "reasoning_about_colored_objects",
+    "ruin_names",
+    "salient_translation_error_detection",
+    "snarks",
+    "sports_understanding",
+    "temporal_sequences",
+    "tracking_shuffled_objects_five_objects",
+    "tracking_shuffled_objects_seven_objects",
+    "tracking_shuffled_objects_three_objects",
+    "web_of_lies",
+    "word_sorting",
+];
 
 /// `max_gen_toks` of lm-eval's `ifeval.yaml`.
 pub const IFEVAL_MAX_GEN_TOKS: usize = 1280;
@@ -46,6 +80,9 @@ impl Task {
                 "prompt_level_loose_acc",
                 "inst_level_loose_acc",
             ],
+            // smollm2: MCF accuracy; lm-eval: CoT exact match.
+            Task::MmluPro => &["acc", "exact_match"],
+            Task::Bbh => &["exact_match"],
         }
     }
 
@@ -55,6 +92,8 @@ impl Task {
             Task::ArcEasy | Task::ArcChallenge | Task::Hellaswag | Task::Piqa => "acc_norm",
             Task::Gsm8k => "exact_match_strict",
             Task::Ifeval => "prompt_level_strict_acc",
+            Task::MmluPro => "acc",
+            Task::Bbh => "exact_match",
         }
     }
 
@@ -72,6 +111,19 @@ impl Task {
             Task::ArcEasy | Task::ArcChallenge | Task::Gsm8k => "test",
             Task::Hellaswag | Task::Piqa => "validation",
             Task::Ifeval => "train",
+            Task::MmluPro => "test",
+            // lighteval/big_bench_hard has only `train`; lm-eval's copies
+            // (lukaemon/bbh, SaylorTwift/bbh) only `test`, tried next.
+            Task::Bbh => "train",
+        }
+    }
+
+    /// The split read when the evaluated one is absent (the same items
+    /// under another name).
+    pub fn alt_split(self) -> Option<&'static str> {
+        match self {
+            Task::Bbh => Some("test"),
+            _ => None,
         }
     }
 
@@ -84,6 +136,15 @@ impl Task {
             Task::ArcChallenge => Some("ARC-Challenge"),
             Task::Gsm8k => Some("main"),
             _ => None,
+        }
+    }
+
+    /// Folders each holding one subtask's data, for a task whose subtasks
+    /// are separate HF configs without a field naming them (BBH).
+    pub fn subtask_dirs(self) -> &'static [&'static str] {
+        match self {
+            Task::Bbh => &BBH_SUBTASKS,
+            _ => &[],
         }
     }
 
@@ -116,6 +177,12 @@ impl Task {
             Task::Piqa => &["baber/piqa", "ybisk/piqa"],
             Task::Gsm8k => &["openai/gsm8k"],
             Task::Ifeval => &["google/IFEval"],
+            Task::MmluPro => &["TIGER-Lab/MMLU-Pro"],
+            Task::Bbh => &[
+                "lighteval/big_bench_hard",
+                "lukaemon/bbh",
+                "SaylorTwift/bbh",
+            ],
         }
     }
 

@@ -8,12 +8,15 @@
 //! on a model already in memory and returns [`EvalResults`], the
 //! structure `smolsweep eval` writes as results.json.
 
+pub mod bbh;
+pub mod chat_wrap;
 pub mod data;
 pub mod error;
 pub mod generation;
 pub mod gsm8k;
 pub mod ifeval;
 pub mod loglik;
+pub mod mmlu_pro;
 pub mod pyrandom;
 pub mod runner;
 pub mod tasks;

@@ -148,6 +148,24 @@ impl PyRandom {
     }
 }
 
+/// `random.shuffle` and `random.randrange`, which lighteval's balanced
+/// few-shot sampler (BBH under the `smollm2` convention) draws with.
+impl PyRandom {
+    /// `random.shuffle(x)` (CPython 3.11: Fisher-Yates from the end with
+    /// `_randbelow(i + 1)`).
+    pub fn shuffle<T>(&mut self, x: &mut [T]) {
+        for i in (1..x.len()).rev() {
+            let j = self.randbelow(i + 1);
+            x.swap(i, j);
+        }
+    }
+
+    /// `random.randrange(n)` for n >= 1 (`_randbelow(n)`).
+    pub fn randrange(&mut self, n: usize) -> usize {
+        self.randbelow(n.max(1))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -112,10 +112,16 @@ pub fn evaluate(m: &LoadedModel, tasks: &[TaskData], opts: &EvalOptions) -> Resu
         let name = task.kind.name();
         tracing::info!(task = name, n = task.len(), "evaluating");
         let t = Instant::now();
+        let mut subtasks = BTreeMap::new();
         let (metrics, num_fewshot, samples) = match &task.docs {
             Docs::MultipleChoice(docs) => run_mc(m, name, docs, &format, opts)?,
             Docs::Gsm8k { docs, fewshot } => run_gsm8k(m, docs, fewshot, &format, opts)?,
             Docs::IfEval(docs) => run_ifeval(m, docs, &format, opts)?,
+            Docs::MmluPro { .. } | Docs::Bbh(_) => {
+                let g = run_group(m, &task.docs, &format, opts)?;
+                subtasks = g.subtasks;
+                (g.metrics, g.num_fewshot, g.samples)
+            }
         };
         let wall = t.elapsed().as_secs_f64();
         let n = task.len();
@@ -141,6 +147,7 @@ pub fn evaluate(m: &LoadedModel, tasks: &[TaskData], opts: &EvalOptions) -> Resu
                     .iter()
                     .map(|p| p.display().to_string())
                     .collect(),
+                subtasks,
                 samples: if opts.keep_samples {
                     samples
                 } else {
@@ -161,6 +168,35 @@ pub fn evaluate(m: &LoadedModel, tasks: &[TaskData], opts: &EvalOptions) -> Resu
 }
 
 type Run = (BTreeMap<String, Metric>, usize, Vec<Value>);
+
+/// MMLU-Pro and BBH, in the options' convention (`smollm2` always wraps
+/// prompts in the model's chat template, as SmolLM2's runs did).
+fn run_group(
+    m: &LoadedModel,
+    docs: &Docs,
+    format: &PromptFormat,
+    opts: &EvalOptions,
+) -> Result<crate::bbh::GroupRun> {
+    let smollm2 = opts.convention == Convention::Smollm2;
+    let chat;
+    let format = if smollm2 && !format.is_chat() {
+        chat = PromptFormat::chat(&m.tokenizer)?;
+        &chat
+    } else {
+        format
+    };
+    let (batch, keep) = (opts.batch_size, opts.keep_samples);
+    match docs {
+        Docs::MmluPro { docs, .. } if smollm2 => {
+            crate::mmlu_pro::run_smollm2(m, docs, format, batch, keep)
+        }
+        Docs::MmluPro { docs, fewshot } => {
+            crate::mmlu_pro::run_lm_eval(m, docs, fewshot, format, batch, keep)
+        }
+        Docs::Bbh(subtasks) => crate::bbh::run(m, subtasks, smollm2, format, batch, keep),
+        _ => Err(EvalError::Engine("not a task of subtasks".into())),
+    }
+}
 
 fn run_mc(
     m: &LoadedModel,
