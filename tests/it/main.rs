@@ -22,6 +22,7 @@ mod eval_ifeval_e2e;
 mod eval_reference;
 mod hub_layouts;
 mod layout;
+mod mmlu_bbh_reference;
 mod model_bad_inputs;
 mod model_reference;
 mod one_schema;
