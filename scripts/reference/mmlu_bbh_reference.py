@@ -277,6 +277,10 @@ def main():
     # ---- MMLU-Pro MCF log-likelihoods, transformers fp32 on the real weights
     import torch
     from transformers import AutoModelForCausalLM
+    # Written now and again with the log-likelihoods: the prompt fixtures
+    # do not wait on the model.
+    with open(os.path.join(OUT, "reference.json"), "w") as f:
+        json.dump(ref, f, indent=1, ensure_ascii=False)
     print("lm-eval done; scoring", file=sys.stderr)
     torch.set_num_threads(2)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
