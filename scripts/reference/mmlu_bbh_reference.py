@@ -213,10 +213,10 @@ def main():
     bb = {}
     for name in SUBTASKS:
         docs = [bbh_prompt(r) for r in bbh[name]]
-        pool = balanced([dict(d) for d in docs], 3, 0)
-        chosen = []
-        for p in pool:  # positions of the picks in the split
-            chosen.append(next(i for i, d in enumerate(docs) if d is not None and d == p and i not in chosen))
+        pool = balanced(docs, 3, 0)
+        # Positions of the picks in the split, by identity: a duplicated
+        # row's two copies are equal dicts.
+        chosen = [next(i for i, d in enumerate(docs) if d is p) for p in pool]
         prompts = []
         for d in docs:
             shots = [x for x in pool if x != d][:3]
