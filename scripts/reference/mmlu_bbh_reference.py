@@ -213,10 +213,13 @@ def main():
     bb = {}
     for name in SUBTASKS:
         docs = [bbh_prompt(r) for r in bbh[name]]
-        pool = balanced(docs, 3, 0)
-        # Positions of the picks in the split, by identity: a duplicated
-        # row's two copies are equal dicts.
-        chosen = [next(i for i, d in enumerate(docs) if d is p) for p in pool]
+        pool = balanced([dict(d) for d in docs], 3, 0)
+        # Positions of the picks in the split, by content (the picks are
+        # copies): of a duplicated row's two copies, the first pick of
+        # either is recorded as the first copy.
+        chosen = []
+        for p in pool:
+            chosen.append(next(i for i, d in enumerate(docs) if d is not None and d == p and i not in chosen))
         prompts = []
         for d in docs:
             shots = [x for x in pool if x != d][:3]
