@@ -16,7 +16,10 @@ mmlu_bbh_reference.py), same machine, same run, fp32 on the CPU.
 lm-eval is timed around `simple_evaluate` with the model already loaded;
 smolsweep by its results.json `wall_s` (which also excludes loading the
 model). Run from the repository root after `cargo build --release`, with
-the reference venv of mmlu_bbh_reference.py (scripts/bench-mmlu-bbh.sh):
+the reference venv of mmlu_bbh_reference.py plus `accelerate` (which the
+HF backend imports) (scripts/bench-mmlu-bbh.sh). On a 2-core CPU the BBH
+half is slow on lm-eval's side: its batches generate until every row
+stops (up to 1024 tokens after ~1.5k-token 3-shot CoT prompts):
 
     /tmp/ref/bin/python scripts/reference/mmlu_bbh_bench.py models/SmolLM2-135M-Instruct [--mmlu-limit N] [--bbh-limit 1]
 """
