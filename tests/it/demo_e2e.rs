@@ -18,17 +18,18 @@ fn ok(o: &std::process::Output, what: &str) {
     );
 }
 
-/// `sweeps/demo.toml` cut down: same model, data, recipe and tasks.
-fn reduced_demo(file: &Path) {
-    reduced(file, "sweeps/demo.toml", 12, &[1e-3, 3e-3], &[4, 8]);
+/// `sweeps/demo.toml` cut down: same model, data, recipe and tasks; its
+/// `[eval] tasks`.
+fn reduced_demo(file: &Path) -> Vec<String> {
+    reduced(file, "sweeps/demo.toml", 12, &[1e-3, 3e-3], &[4, 8])
 }
 
 /// A sweep of `sweeps/` cut down to `steps` steps per trial, the given
-/// grid and 6 examples per task.
-fn reduced(file: &Path, name: &str, steps: i64, lrs: &[f64], bss: &[i64]) {
+/// grid and 6 examples per task; its `[eval] tasks`.
+fn reduced(file: &Path, name: &str, steps: i64, lrs: &[f64], bss: &[i64]) -> Vec<String> {
     let src = root().join(name);
-    let text = std::fs::read_to_string(&src).expect("sweeps/demo.toml");
-    let mut t: toml::Table = text.parse().expect("demo.toml parses");
+    let text = std::fs::read_to_string(&src).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut t: toml::Table = text.parse().expect("the sweep parses");
     let train = t
         .get_mut("train")
         .and_then(|v| v.as_table_mut())
@@ -52,7 +53,15 @@ fn reduced(file: &Path, name: &str, steps: i64, lrs: &[f64], bss: &[i64]) {
         .and_then(|v| v.as_table_mut())
         .expect("[eval]");
     eval.insert("limit".into(), toml::Value::Integer(6));
+    let tasks: Vec<String> = eval
+        .get("tasks")
+        .and_then(|v| v.as_array())
+        .expect("[eval] tasks")
+        .iter()
+        .map(|v| v.as_str().expect("task name").to_owned())
+        .collect();
     std::fs::write(file, toml::to_string(&t).expect("toml")).expect("write sweep");
+    tasks
 }
 
 #[test]
@@ -64,7 +73,9 @@ fn reduced_demo_grid_trains_evaluates_reports_and_reruns_as_a_no_op() {
     // sweep file are relative to it).
     std::fs::create_dir_all(root_dir.join("sweeps")).expect("mkdir");
     let sweep = root_dir.join("sweeps/demo.toml");
-    reduced_demo(&sweep);
+    let tasks = reduced_demo(&sweep);
+    // The tasks demo.toml evaluates (its data has no MMLU-Pro or BBH).
+    assert!(tasks.len() >= 6, "{tasks:?}");
 
     let o = run(&[
         "init-model",
@@ -94,7 +105,7 @@ fn reduced_demo_grid_trains_evaluates_reports_and_reruns_as_a_no_op() {
         "{summary}"
     );
 
-    // Every grid point has every Figure-1 benchmark scored.
+    // Every grid point has every task of the sweep scored.
     let trials = root_dir.join("runs/demo/trials");
     let mut n = 0;
     for entry in std::fs::read_dir(&trials).expect("trial dirs") {
@@ -102,13 +113,8 @@ fn reduced_demo_grid_trains_evaluates_reports_and_reruns_as_a_no_op() {
         let text = std::fs::read_to_string(d.join("results.json"))
             .unwrap_or_else(|e| panic!("{}: {e}", d.display()));
         let r: serde_json::Value = serde_json::from_str(&text).expect("results.json");
-        // The benchmarks a causal LM is judged by (a reward model's are
-        // not the demo's).
-        let lm_tasks = smolsweep_config::Task::ALL
-            .iter()
-            .filter(|t| !t.is_reward());
-        for task in lm_tasks.map(|t| t.name()) {
-            let metrics = r["tasks"][task]["metrics"]
+        for task in &tasks {
+            let metrics = r["tasks"][task.as_str()]["metrics"]
                 .as_object()
                 .unwrap_or_else(|| panic!("{}: no {task}", d.display()));
             for (name, m) in metrics {
@@ -187,7 +193,7 @@ fn reduced_demo_grid_trains_evaluates_reports_and_reruns_as_a_no_op() {
 
     // The DPO demo, chained on this sweep's best trial by HellaSwag.
     let dpo = root_dir.join("sweeps/demo-dpo.toml");
-    reduced(&dpo, "sweeps/demo-dpo.toml", 6, &[1e-4, 3e-3], &[8]);
+    let _ = reduced(&dpo, "sweeps/demo-dpo.toml", 6, &[1e-4, 3e-3], &[8]);
     let o = run(&["run", &s(&dpo)]);
     ok(&o, "run demo-dpo");
     let said = stderr(&o);

@@ -23,6 +23,7 @@ mod eval_reference;
 mod generation_parity;
 mod hub_layouts;
 mod layout;
+mod mmlu_bbh_reference;
 mod model_bad_inputs;
 mod model_reference;
 mod one_schema;

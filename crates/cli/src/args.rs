@@ -38,7 +38,8 @@ pub enum Command {
     InitModel(InitModelArgs),
     /// The demo sweep's data: synthetic SFT and benchmark sets, from a seed.
     DemoData(DemoDataArgs),
-    /// Benchmarks (ARC, HellaSwag, PIQA, GSM8K, IFEval) as lm-evaluation-harness scores them.
+    /// Benchmarks (ARC, HellaSwag, PIQA, GSM8K, IFEval, MMLU-Pro, BBH) as lm-evaluation-harness
+    /// (or, with `--convention smollm2`, SmolLM2's lighteval) scores them.
     Eval(EvalArgs),
     /// Run (or resume) a sweep: train and evaluate every grid point.
     Run(RunArgs),
@@ -342,8 +343,8 @@ pub struct ExportArgs {
 pub struct EvalArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// NAME or NAME=PATH (repeatable): arc_easy, arc_challenge, hellaswag, piqa, gsm8k, ifeval;
-    /// PATH is a Parquet/JSONL file or an HF dataset directory (or hub cache folder).
+    /// NAME or NAME=PATH (repeatable): arc_easy, arc_challenge, hellaswag, piqa, gsm8k, ifeval,
+    /// mmlu_pro, bbh; PATH is a Parquet/JSONL file or an HF dataset directory (or hub cache folder).
     #[arg(long = "task", required = true)]
     pub tasks: Vec<String>,
     /// Where tasks without a PATH are found: NAME/ folders or hub cache folders (datasets--ORG--NAME).

@@ -19,6 +19,8 @@ word_enum! {
         // chosen and rejected answers, not by an LM's log-likelihoods.
         Rewardbench = "rewardbench",
         PreferenceAccuracy = "preference_accuracy",
+        MmluPro = "mmlu_pro",
+        Bbh = "bbh",
     }
 }
 
@@ -68,6 +70,38 @@ pub const GSM8K_FEWSHOT: u64 = 5;
 /// lm-eval's `fewshot_random_seed`.
 pub const FEWSHOT_SEED: u64 = 1234;
 
+/// BBH's 27 subtasks (`lighteval/big_bench_hard` configs, lm-eval's
+/// `bbh_*_{subtask}` tasks), in lm-eval's group order.
+pub const BBH_SUBTASKS: [&str; 27] = [
+    "boolean_expressions",
+    "causal_judgement",
+    "date_understanding",
+    "disambiguation_qa",
+    "dyck_languages",
+    "formal_fallacies",
+    "geometric_shapes",
+    "hyperbaton",
+    "logical_deduction_five_objects",
+    "logical_deduction_seven_objects",
+    "logical_deduction_three_objects",
+    "movie_recommendation",
+    "multistep_arithmetic_two",
+    "navigate",
+    "object_counting",
+    "penguins_in_a_table",
+    "reasoning_about_colored_objects",
+    "ruin_names",
+    "salient_translation_error_detection",
+    "snarks",
+    "sports_understanding",
+    "temporal_sequences",
+    "tracking_shuffled_objects_five_objects",
+    "tracking_shuffled_objects_seven_objects",
+    "tracking_shuffled_objects_three_objects",
+    "web_of_lies",
+    "word_sorting",
+];
+
 /// `max_gen_toks` of lm-eval's `ifeval.yaml`.
 pub const IFEVAL_MAX_GEN_TOKS: usize = 1280;
 
@@ -92,6 +126,9 @@ impl Task {
             ],
             Task::Rewardbench => REWARDBENCH_METRICS,
             Task::PreferenceAccuracy => &["accuracy", "margin", "chosen_reward", "rejected_reward"],
+            // smollm2: MCF accuracy; lm-eval: CoT exact match.
+            Task::MmluPro => &["acc", "exact_match"],
+            Task::Bbh => &["exact_match"],
         }
     }
 
@@ -101,6 +138,8 @@ impl Task {
             Task::ArcEasy | Task::ArcChallenge | Task::Hellaswag | Task::Piqa => "acc_norm",
             Task::Gsm8k => "exact_match_strict",
             Task::Ifeval => "prompt_level_strict_acc",
+            Task::MmluPro => "acc",
+            Task::Bbh => "exact_match",
             Task::Rewardbench => "average",
             Task::PreferenceAccuracy => "accuracy",
         }
@@ -123,6 +162,19 @@ impl Task {
             Task::Rewardbench => "filtered",
             // UltraFeedback's preference test split; a file is read whole.
             Task::PreferenceAccuracy => "test_prefs",
+            Task::MmluPro => "test",
+            // lighteval/big_bench_hard has only `train`; lm-eval's copies
+            // (lukaemon/bbh, SaylorTwift/bbh) only `test`, tried next.
+            Task::Bbh => "train",
+        }
+    }
+
+    /// The split read when the evaluated one is absent (the same items
+    /// under another name).
+    pub fn alt_split(self) -> Option<&'static str> {
+        match self {
+            Task::Bbh => Some("test"),
+            _ => None,
         }
     }
 
@@ -135,6 +187,15 @@ impl Task {
             Task::ArcChallenge => Some("ARC-Challenge"),
             Task::Gsm8k => Some("main"),
             _ => None,
+        }
+    }
+
+    /// Folders each holding one subtask's data, for a task whose subtasks
+    /// are separate HF configs without a field naming them (BBH).
+    pub fn subtask_dirs(self) -> &'static [&'static str] {
+        match self {
+            Task::Bbh => &BBH_SUBTASKS,
+            _ => &[],
         }
     }
 
@@ -169,6 +230,12 @@ impl Task {
             Task::Ifeval => &["google/IFEval"],
             Task::Rewardbench => &["allenai/reward-bench"],
             Task::PreferenceAccuracy => &["allenai/ultrafeedback_binarized_cleaned"],
+            Task::MmluPro => &["TIGER-Lab/MMLU-Pro"],
+            Task::Bbh => &[
+                "lighteval/big_bench_hard",
+                "lukaemon/bbh",
+                "SaylorTwift/bbh",
+            ],
         }
     }
 

@@ -37,6 +37,10 @@ pub struct TaskResult {
     pub data_files: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fewshot_files: Vec<String>,
+    /// Subtask (BBH's 27, MMLU-Pro's categories) -> its metrics, for a
+    /// task whose headline aggregates several.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subtasks: BTreeMap<String, BTreeMap<String, Metric>>,
     /// One JSON object per example (when samples are kept), for samples.jsonl.
     #[serde(skip)]
     pub samples: Vec<Value>,

@@ -171,6 +171,20 @@ fn read(kind: TaskKind, roots: &[PathBuf], split: &str) -> Result<(Vec<Record>, 
 pub fn load_task(spec: &TaskSpec, sources: &DataSources, limit: Option<usize>) -> Result<TaskData> {
     let kind = spec.kind;
     let roots = locate(spec, sources)?;
+    if kind == TaskKind::Bbh {
+        let (subtasks, files) = crate::bbh::load(
+            &roots,
+            kind.eval_split(),
+            kind.alt_split().unwrap_or(kind.eval_split()),
+            limit,
+        )?;
+        return Ok(TaskData {
+            kind,
+            files,
+            fewshot_files: Vec::new(),
+            docs: Docs::Bbh(subtasks),
+        });
+    }
     let (records, files) = read(kind, &roots, kind.eval_split())?;
     let n = limit.map_or(records.len(), |l| l.min(records.len()));
     let records = &records[..n];
@@ -224,6 +238,43 @@ pub fn load_task(spec: &TaskSpec, sources: &DataSources, limit: Option<usize>) -
                 .map(|(i, r)| crate::reward::preference_doc(kind, i, r))
                 .collect::<Result<_>>()?,
         ),
+        TaskKind::MmluPro => {
+            let docs = records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| crate::mmlu_pro::mmlu_pro_doc(i, r))
+                .collect::<Result<_>>()?;
+            // lm-eval's exemplars: the validation split beside the test
+            // split (or --fewshot-from); absent is fine for smollm2 (0-shot).
+            let pool_roots = match &sources.fewshot_from {
+                Some(p) => Some(dataset_roots(p).map_err(|source| EvalError::Dataset {
+                    task: kind.name().to_owned(),
+                    source,
+                })?),
+                None if roots[0].is_dir() => Some(roots.clone()),
+                None => None,
+            };
+            let mut fewshot = Vec::new();
+            if let Some(pr) = pool_roots {
+                match read(kind, &pr, "validation") {
+                    Ok((pool, pf)) => {
+                        fewshot_files = pf;
+                        fewshot = pool
+                            .iter()
+                            .enumerate()
+                            .map(|(i, r)| crate::mmlu_pro::mmlu_pro_doc(i, r))
+                            .collect::<Result<_>>()?;
+                    }
+                    Err(EvalError::Dataset {
+                        source: DatasetError::NoFiles { .. },
+                        ..
+                    }) if sources.fewshot_from.is_none() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Docs::MmluPro { docs, fewshot }
+        }
+        TaskKind::Bbh => unreachable!("read above"),
         TaskKind::Ifeval => Docs::IfEval(
             records
                 .iter()

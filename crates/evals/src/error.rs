@@ -9,7 +9,7 @@ use smolsweep_model::ModelError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
-    #[error("unknown task `{0}` (known: arc_easy, arc_challenge, hellaswag, piqa, gsm8k, ifeval)")]
+    #[error("unknown task `{0}` (known: arc_easy, arc_challenge, hellaswag, piqa, gsm8k, ifeval, mmlu_pro, bbh)")]
     UnknownTask(String),
     #[error("task {task}")]
     Dataset {

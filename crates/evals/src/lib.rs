@@ -11,6 +11,8 @@
 //! on a model already in memory and returns [`EvalResults`], the
 //! structure `smolsweep eval` writes as results.json.
 
+pub mod bbh;
+pub mod chat_wrap;
 pub mod convention;
 pub mod data;
 pub mod error;
@@ -18,6 +20,7 @@ pub mod generation;
 pub mod gsm8k;
 pub mod ifeval;
 pub mod loglik;
+pub mod mmlu_pro;
 pub mod pyrandom;
 pub mod reward;
 pub mod runner;

@@ -21,7 +21,7 @@ use crate::error::{EvalError, Result};
 use crate::generation::generate_all;
 use crate::ifeval;
 use crate::loglik::{self, BatchSize};
-use crate::tasks::{Docs, Gsm8kDoc, IfEvalDoc, McDoc, TaskData};
+use crate::tasks::{Docs, Gsm8kDoc, IfEvalDoc, McDoc, PromptFormat, TaskData};
 
 pub use crate::convention::lm_eval::gsm8k_prompts;
 
@@ -97,6 +97,7 @@ pub fn evaluate(m: &LoadedModel, tasks: &[TaskData], opts: &EvalOptions) -> Resu
         let name = task.kind.name();
         tracing::info!(task = name, n = task.len(), "evaluating");
         let t = Instant::now();
+        let mut subtasks = BTreeMap::new();
         let (metrics, num_fewshot, samples) = match &task.docs {
             Docs::MultipleChoice(docs) => run_mc(m, name, docs, &layer, opts)?,
             Docs::Gsm8k { docs, fewshot } => run_gsm8k(m, docs, fewshot, &layer, opts)?,
@@ -106,6 +107,18 @@ pub fn evaluate(m: &LoadedModel, tasks: &[TaskData], opts: &EvalOptions) -> Resu
                     task: name.to_owned(),
                     msg: "is scored by a reward model (a sequence classifier), and this model is a causal LM".into(),
                 })
+            }
+            Docs::MmluPro { .. } | Docs::Bbh(_) => {
+                // MMLU-Pro and BBH build their prompts with the prompt
+                // format (chat-wrapped under smollm2, see run_group).
+                let format = if opts.chat_template {
+                    PromptFormat::chat(&m.tokenizer)?
+                } else {
+                    PromptFormat::Plain
+                };
+                let g = run_group(m, &task.docs, &format, opts)?;
+                subtasks = g.subtasks;
+                (g.metrics, g.num_fewshot, g.samples)
             }
         };
         let wall = t.elapsed().as_secs_f64();
@@ -133,6 +146,7 @@ pub fn evaluate(m: &LoadedModel, tasks: &[TaskData], opts: &EvalOptions) -> Resu
                     .iter()
                     .map(|p| p.display().to_string())
                     .collect(),
+                subtasks,
                 samples: if opts.keep_samples {
                     samples
                 } else {
@@ -155,6 +169,35 @@ pub fn evaluate(m: &LoadedModel, tasks: &[TaskData], opts: &EvalOptions) -> Resu
 }
 
 type Run = (BTreeMap<String, Metric>, usize, Vec<Value>);
+
+/// MMLU-Pro and BBH, in the options' convention (`smollm2` always wraps
+/// prompts in the model's chat template, as SmolLM2's runs did).
+fn run_group(
+    m: &LoadedModel,
+    docs: &Docs,
+    format: &PromptFormat,
+    opts: &EvalOptions,
+) -> Result<crate::bbh::GroupRun> {
+    let smollm2 = opts.convention == Convention::Smollm2;
+    let chat;
+    let format = if smollm2 && !format.is_chat() {
+        chat = PromptFormat::chat(&m.tokenizer)?;
+        &chat
+    } else {
+        format
+    };
+    let (batch, keep) = (opts.batch_size, opts.keep_samples);
+    match docs {
+        Docs::MmluPro { docs, .. } if smollm2 => {
+            crate::mmlu_pro::run_smollm2(m, docs, format, batch, keep)
+        }
+        Docs::MmluPro { docs, fewshot } => {
+            crate::mmlu_pro::run_lm_eval(m, docs, fewshot, format, batch, keep)
+        }
+        Docs::Bbh(subtasks) => crate::bbh::run(m, subtasks, smollm2, format, batch, keep),
+        _ => Err(EvalError::Engine("not a task of subtasks".into())),
+    }
+}
 
 fn run_mc(
     m: &LoadedModel,

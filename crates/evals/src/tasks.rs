@@ -154,6 +154,13 @@ pub enum Docs {
     IfEval(Vec<IfEvalDoc>),
     /// Preference pairs, scored by a reward model ([`crate::reward`]).
     Preference(Vec<crate::reward::PreferenceDoc>),
+    MmluPro {
+        docs: Vec<crate::mmlu_pro::MmluProDoc>,
+        /// The validation split (lm-eval's per-category exemplars); empty
+        /// when the download has none.
+        fewshot: Vec<crate::mmlu_pro::MmluProDoc>,
+    },
+    Bbh(Vec<crate::bbh::BbhSubtask>),
 }
 
 /// A task ready to run: its documents and the files they came from.
@@ -172,6 +179,8 @@ impl TaskData {
             Docs::Gsm8k { docs, .. } => docs.len(),
             Docs::IfEval(d) => d.len(),
             Docs::Preference(d) => d.len(),
+            Docs::MmluPro { docs, .. } => docs.len(),
+            Docs::Bbh(s) => s.iter().map(|s| s.n_eval).sum(),
         }
     }
 
@@ -349,7 +358,7 @@ pub fn mc_doc(task: TaskKind, index: usize, rec: &Record) -> Result<McDoc> {
             let view = McView::spaced(query.clone(), &choices);
             (query, choices, gold, view)
         }
-        TaskKind::Gsm8k | TaskKind::Ifeval => {
+        TaskKind::Gsm8k | TaskKind::Ifeval | TaskKind::MmluPro | TaskKind::Bbh => {
             return Err(EvalError::Task {
                 task: task.name().to_owned(),
                 msg: "not a multiple-choice task".into(),
@@ -446,6 +455,12 @@ impl PromptFormat {
                 Ok(template.render(turns, true, bos, eos)?)
             }
         }
+    }
+
+    /// `turns` rendered (the chat template with its generation prompt, or
+    /// the turns' texts joined).
+    pub fn render_turns(&self, turns: &[Message]) -> Result<String> {
+        self.render(turns)
     }
 
     /// (context, continuation) for each choice of a question.

@@ -61,7 +61,12 @@ fn generate(a: &crate::args::BenchGenerateArgs) -> Result<()> {
             &[],
             runner::IFEVAL_MAX_GEN_TOKS,
         ),
-        Docs::MultipleChoice(_) => bail!("--task {}: not a generation task", a.task),
+        Docs::MultipleChoice(_) | Docs::Preference(_) | Docs::MmluPro { .. } | Docs::Bbh(_) => {
+            bail!(
+                "--task {}: not one of the generation tasks this bench times (gsm8k, ifeval)",
+                a.task
+            )
+        }
     };
     let max_new = a.max_new_tokens.unwrap_or(default_max);
     if a.threads > 0 {

@@ -245,6 +245,8 @@ pub fn evaluate(
                 // A reward model's accuracy is the same arithmetic in
                 // every convention; recorded as asked.
                 convention: opts.convention,
+                // The subsets are metrics of their own (`subset/NAME`).
+                subtasks: Default::default(),
             },
         );
     }
