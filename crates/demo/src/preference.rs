@@ -41,26 +41,15 @@ fn wrong(rng: &mut Rng, choices: &[String], gold: usize) -> String {
 /// One question of a kind drawn by `kind` (0..4), as a pair.
 fn question(rng: &mut Rng, kind: usize) -> (String, Question) {
     match kind {
-        0 | 1 => {
+        0..=2 => {
             let (key, q) = match kind {
                 0 => color_question(rng),
-                _ => {
+                1 => {
                     let bigger = rng.below(2) == 0;
                     compare_question(rng, bigger)
                 }
+                _ => after_question(rng),
             };
-            let bad = wrong(rng, &q.choices, q.gold);
-            (
-                key,
-                Question {
-                    prompt: arc_query(&q.question),
-                    good: q.choices[q.gold].clone(),
-                    bad,
-                },
-            )
-        }
-        2 => {
-            let (key, q) = after_question(rng);
             let bad = wrong(rng, &q.choices, q.gold);
             (
                 key,
