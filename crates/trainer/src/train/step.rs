@@ -9,6 +9,7 @@ use super::dump::BatchDump;
 use super::setup::{Trainer, Work};
 use crate::batch::{micro_batches_with, step_samples, MicroBatch};
 use crate::config::LossReduction;
+use crate::dpo::MicroHook;
 use crate::error::Result;
 use crate::loss::{chunked_lm_loss_lazy, DEFAULT_CHUNK};
 use crate::optim::lr_at;
@@ -95,20 +96,9 @@ impl Trainer<'_> {
         order: &mut OrderCache,
         dump: &mut Option<BatchDump>,
     ) -> Result<Accumulated> {
-        let (p, cfg) = (&self.plan, self.cfg);
-        let (epoch, pairs) = step_samples(p.samples, p.batch_size, cfg.seed, step, order);
-        let mut on_micro = |idx: &[usize], c: &MicroBatch, r: &MicroBatch| match dump.as_mut() {
-            Some(d) => d.write_pairs(step, idx, c, r),
-            None => Ok(()),
-        };
-        let s = w.step(
-            &self.model,
-            &pairs,
-            self.micro_batch_size,
-            cfg.max_seq_len,
-            self.pad,
-            &mut on_micro,
-        )?;
+        let (epoch, s) = self.pair_step(step, order, dump, |pairs, mbs, len, pad, hook| {
+            w.step(&self.model, pairs, mbs, len, pad, hook)
+        })?;
         Ok(Accumulated {
             epoch,
             loss: s.loss,
@@ -126,20 +116,9 @@ impl Trainer<'_> {
         order: &mut OrderCache,
         dump: &mut Option<BatchDump>,
     ) -> Result<Accumulated> {
-        let (p, cfg) = (&self.plan, self.cfg);
-        let (epoch, pairs) = step_samples(p.samples, p.batch_size, cfg.seed, step, order);
-        let mut on_micro = |idx: &[usize], c: &MicroBatch, r: &MicroBatch| match dump.as_mut() {
-            Some(d) => d.write_pairs(step, idx, c, r),
-            None => Ok(()),
-        };
-        let s = w.step(
-            &self.model,
-            &pairs,
-            self.micro_batch_size,
-            cfg.max_seq_len,
-            self.pad,
-            &mut on_micro,
-        )?;
+        let (epoch, s) = self.pair_step(step, order, dump, |pairs, mbs, len, pad, hook| {
+            w.step(&self.model, pairs, mbs, len, pad, hook)
+        })?;
         Ok(Accumulated {
             epoch,
             loss: s.loss,
@@ -147,6 +126,32 @@ impl Trainer<'_> {
             preference: None,
             reward: Some(s.metrics),
         })
+    }
+
+    /// What DPO and reward-model steps share: the step's pairs in the
+    /// epoch's order, and the hook that dumps each micro-batch of them;
+    /// `run` gets (pairs, micro-batch size, max_seq_len, pad id, hook).
+    fn pair_step<S>(
+        &self,
+        step: u64,
+        order: &mut OrderCache,
+        dump: &mut Option<BatchDump>,
+        run: impl FnOnce(&[usize], usize, usize, u32, &mut MicroHook<'_>) -> Result<S>,
+    ) -> Result<(u64, S)> {
+        let (p, cfg) = (&self.plan, self.cfg);
+        let (epoch, pairs) = step_samples(p.samples, p.batch_size, cfg.seed, step, order);
+        let mut on_micro = |idx: &[usize], c: &MicroBatch, r: &MicroBatch| match dump.as_mut() {
+            Some(d) => d.write_pairs(step, idx, c, r),
+            None => Ok(()),
+        };
+        let s = run(
+            &pairs,
+            self.micro_batch_size,
+            cfg.max_seq_len,
+            self.pad,
+            &mut on_micro,
+        )?;
+        Ok((epoch, s))
     }
 
     fn micro_batches(
