@@ -27,14 +27,12 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     // way the process exits with status 4.
     let stop = Arc::new(AtomicBool::new(false));
     // USR2 is Slurm's warning before the time limit (`--signal=B:USR2@N`,
-    // passed on by the job's script): the same stop, and a `preempted`
-    // event so the record says why; the job then requeues and resumes.
+    // passed on by the job's script): the same stop once this process has
+    // taken a step (so that a job requeued again and again still gets
+    // somewhere), and a `preempted` event so the record says why; the job
+    // then requeues and resumes.
     let preempted = Arc::new(AtomicBool::new(false));
-    for sig in [
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGUSR2,
-    ] {
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
@@ -44,6 +42,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         resume: a.resume,
         dump_batches: a.dump_batches.clone().map(|p| (p, a.dump_steps)),
         progress: std::io::stderr().is_terminal() && !a.no_progress,
+        preempt: Some(Arc::clone(&preempted)),
     };
     let outcome = smolsweep_trainer::run(&cfg, &opts, &stop, &mut StdoutEvents)
         .with_context(|| format!("training {}", a.config.display()))?;

@@ -6,7 +6,8 @@
 //!
 //! Stopping is cooperative: a SIGTERM/SIGINT sets a flag that is honoured
 //! at the next step boundary by writing a checkpoint and returning
-//! [`Outcome::Stopped`]. A stop request file in the output directory
+//! [`Outcome::Stopped`]; Slurm's warning before a time limit (USR2) is the
+//! same stop after at least one step of this process. A stop request file in the output directory
 //! ([`STOP_REQUEST_FILE`], written by a sweep's stop rule) is looked for at
 //! the same boundaries; it ends the run as it stands, checkpointed and
 //! exported ([`Outcome::StoppedEarly`]), to be evaluated.
@@ -25,6 +26,7 @@ mod step;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -91,6 +93,10 @@ pub struct RunOptions {
     pub dump_batches: Option<(PathBuf, u64)>,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// A stop that waits for one step of this process (Slurm's USR2 before
+    /// a time limit): each run of a job that is requeued again and again
+    /// still gets somewhere.
+    pub preempt: Option<Arc<AtomicBool>>,
 }
 
 /// Hash of every setting that changes the optimisation trajectory: a
@@ -155,7 +161,7 @@ pub fn run(
         Progress::default()
     };
     trainer.log_plan();
-    Run::start(trainer, at, opts, started)?.train(stop, events)
+    Run::start(trainer, at, opts, started)?.train(stop, opts.preempt.as_deref(), events)
 }
 
 /// The loop's state beside the trainer: where the run stands, its clocks,
@@ -210,10 +216,17 @@ impl<'a> Run<'a> {
 
     /// Steps to the end of the plan, then checkpoints and exports; returns
     /// early when stopped or diverged.
-    fn train(mut self, stop: &AtomicBool, events: &mut dyn EventSink) -> Result<Outcome> {
+    fn train(
+        mut self,
+        stop: &AtomicBool,
+        preempt: Option<&AtomicBool>,
+        events: &mut dyn EventSink,
+    ) -> Result<Outcome> {
         let request = self.t.cfg.output_dir.join(STOP_REQUEST_FILE);
+        let first = self.at.step;
         while self.at.step < self.t.plan.total {
-            if stop.load(Ordering::SeqCst) {
+            let preempted = preempt.is_some_and(|p| p.load(Ordering::SeqCst));
+            if stop.load(Ordering::SeqCst) || (preempted && self.at.step > first) {
                 return self.stopped(events);
             }
             // One stat per step: negligible beside a step, and a request
