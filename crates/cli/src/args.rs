@@ -295,6 +295,12 @@ pub struct RunArgs {
     /// Validate the sweep (every grid point, the GPUs) and print its size; record and start nothing.
     #[arg(long)]
     pub check: bool,
+    /// Slurm: submit what can be submitted now (up to max_concurrent), record it and exit; `status` follows, a later `run` picks up.
+    #[arg(long, conflicts_with = "check")]
+    pub detach: bool,
+    /// Slurm: Ctrl-C (and SIGTERM) cancels the sweep's jobs (scancel) without asking; the next `run` submits them again.
+    #[arg(long, conflicts_with = "check")]
+    pub cancel: bool,
 }
 
 #[derive(Debug, Args)]

@@ -20,5 +20,5 @@ pub mod sched;
 pub mod snapshot;
 pub mod store;
 
-pub use sched::{eval_sweep, run, EvalSweepSummary, RunError, RunSummary, SweepOptions};
+pub use sched::{eval_sweep, run, EvalSweepSummary, OnStop, RunError, RunSummary, SweepOptions};
 pub use smolsweep_config::SweepSpec;

@@ -90,6 +90,21 @@ impl ProgressDisplay {
         }
     }
 
+    /// Takes the bars off the terminal while a question is asked there.
+    pub fn hide(&self) {
+        if self.visible {
+            let _ = self.multi.clear();
+            self.multi.set_draw_target(ProgressDrawTarget::hidden());
+        }
+    }
+
+    /// Draws the bars again after [`hide`](Self::hide).
+    pub fn show(&self) {
+        if self.visible {
+            self.multi.set_draw_target(ProgressDrawTarget::stderr());
+        }
+    }
+
     pub fn finish(&self) {
         self.overall.finish_and_clear();
         let _ = self.multi.clear();

@@ -83,6 +83,9 @@ pub fn run(a: &EvalSweepArgs) -> Result<()> {
         gpu_fallback: Some(gpu_fallback()),
         progress: !a.no_progress,
         task_files: Some(files),
+        // Evaluations run here, whatever the backend.
+        detach: false,
+        on_stop: smolsweep_orchestrator::OnStop::Leave,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -2,12 +2,13 @@
 //! evaluate every grid point (resuming whatever an earlier run left), and
 //! evaluate completed trials on tasks added to `[eval]` since.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use smolsweep_evals::{load_task, DataSources, TaskSpec};
 use smolsweep_orchestrator::store::TaskFiles;
-use smolsweep_orchestrator::{SweepOptions, SweepSpec};
+use smolsweep_orchestrator::{OnStop, SweepOptions, SweepSpec};
 
 use crate::args::RunArgs;
 
@@ -59,6 +60,15 @@ pub fn run(a: &RunArgs) -> Result<()> {
     super::resolve_models(&mut spec)?;
     // The data too: a bad eval path found after training costs the run.
     super::preflight::check(&spec)?;
+    // Ask at Ctrl-C only where someone can answer.
+    let on_stop = if a.cancel {
+        OnStop::Cancel
+    } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        OnStop::Ask
+    } else {
+        OnStop::Leave
+    };
+    smolsweep_orchestrator::sched::check_slurm_options(&spec, a.detach, on_stop)?;
     if a.check && spec.resources.backend == smolsweep_config::sweep::Backend::Slurm {
         smolsweep_orchestrator::sched::slurm::preflight(&a.sweep, &spec.resources.slurm)?;
         println!(
@@ -101,6 +111,8 @@ pub fn run(a: &RunArgs) -> Result<()> {
         gpu_fallback: Some(gpu_fallback()),
         progress: !a.no_progress,
         task_files: Some(task_files()),
+        detach: a.detach,
+        on_stop,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -125,12 +137,31 @@ pub fn run(a: &RunArgs) -> Result<()> {
             String::new()
         }
     );
+    let sweep = a.sweep.display();
     if summary.interrupted {
+        if summary.cancelled {
+            eprintln!(
+                "the sweep's Slurm jobs were cancelled; `smolsweep run {sweep}` submits them again"
+            );
+        } else if summary.left_running > 0 {
+            eprintln!(
+                "{} Slurm jobs left queued or running; `smolsweep run {sweep}` follows them",
+                summary.left_running
+            );
+        }
         eprintln!("interrupted: {line}; run the same command again to resume");
         // 130: the shell's "stopped by SIGINT", after a clean shutdown.
         return Err(super::ExitStatus(130).into());
     }
     eprintln!("{line}");
+    if a.detach {
+        eprintln!(
+            "detached: {} Slurm jobs submitted, {} adopted from an earlier run, {} queued or \
+             running in all; follow with `smolsweep status {sweep}`, and `smolsweep run {sweep}` \
+             (or `run --detach`) again records what finished and submits the rest",
+            summary.submitted, summary.left_adopted, summary.left_running
+        );
+    }
     if summary.evaluated > 0 {
         eprintln!(
             "{} completed trials evaluated on tasks added to [eval] (not trained again)",
@@ -147,9 +178,8 @@ pub fn run(a: &RunArgs) -> Result<()> {
     }
     if summary.failed > 0 {
         anyhow::bail!(
-            "{} trials failed after all retries (see `smolsweep status {}`)",
+            "{} trials failed after all retries (see `smolsweep status {sweep}`)",
             summary.failed,
-            a.sweep.display()
         );
     }
     Ok(())

@@ -23,6 +23,9 @@ pub(super) enum Exit {
     Signal(i32),
     /// Not ended: the sweep stopped and left it running (a Slurm job).
     Left,
+    /// The sweep cancelled it on the way out (a Slurm job under
+    /// `--cancel`): like a stop, it resumes next run.
+    Cancelled,
 }
 
 impl Exit {
@@ -30,7 +33,7 @@ impl Exit {
     pub(super) fn contract(&self) -> Option<ExitCode> {
         match self {
             Exit::Code(c) => ExitCode::from_code(*c),
-            Exit::Signal(_) | Exit::Left => None,
+            Exit::Signal(_) | Exit::Left | Exit::Cancelled => None,
         }
     }
 }

@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +47,25 @@ pub struct SweepOptions {
     /// whose path changed can be checked for unchanged data (without it,
     /// a scored task's path may not change).
     pub task_files: Option<Box<TaskFiles>>,
+    /// Slurm: submit what can be submitted, then leave (`run --detach`).
+    pub detach: bool,
+    /// Slurm: what Ctrl-C (and SIGTERM) does to the sweep's jobs.
+    pub on_stop: OnStop,
+}
+
+/// What stopping a sweep on the Slurm backend does to its jobs (local
+/// trials are child processes: they always stop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnStop {
+    /// They keep running; the next `run` follows them.
+    #[default]
+    Leave,
+    /// `scancel` (`run --cancel`): the trials are pending again, and the
+    /// next `run` submits them again without counting a failed attempt.
+    Cancel,
+    /// Ctrl-C asks on the terminal (leave is the default answer); SIGTERM
+    /// leaves them. For a `run` whose stdin and stderr are a terminal.
+    Ask,
 }
 
 impl std::fmt::Debug for SweepOptions {
@@ -53,6 +73,8 @@ impl std::fmt::Debug for SweepOptions {
         f.debug_struct("SweepOptions")
             .field("program", &self.program)
             .field("progress", &self.progress)
+            .field("detach", &self.detach)
+            .field("on_stop", &self.on_stop)
             .finish()
     }
 }
@@ -74,6 +96,15 @@ pub struct RunSummary {
     pub eval_failed: Vec<String>,
     /// Stopped by Ctrl-C / SIGTERM before the sweep finished.
     pub interrupted: bool,
+    /// Slurm: jobs sbatch accepted in this run.
+    pub submitted: usize,
+    /// Slurm: trials whose jobs this run left queued or running (`--detach`,
+    /// or stopped without `--cancel`).
+    pub left_running: usize,
+    /// Of those, the ones a previous run had submitted.
+    pub left_adopted: usize,
+    /// Slurm: the sweep's jobs were cancelled as it stopped.
+    pub cancelled: bool,
 }
 
 /// What a trial task hands back to the loop.
@@ -89,6 +120,7 @@ pub async fn run(mut spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, 
         }
     }
     let on_slurm = spec.resources.backend == Backend::Slurm;
+    check_slurm_options(&spec, opts.detach, opts.on_stop)?;
     if on_slurm {
         // sbatch missing or a partition Slurm lacks: refused before the
         // sweep is recorded.
@@ -170,8 +202,20 @@ pub async fn run(mut spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, 
 
     let adopt = orphans(&spec, &store, on_slurm).await?;
 
+    let all = store.trials().await?;
+    let finished = all.iter().filter(|t| t.state.is_final()).count();
+    let progress = ProgressDisplay::new(all.len() as u64, finished as u64, opts.progress);
+
     let (tx, rx) = watch::channel(0u8);
-    let signals = tokio::spawn(watch_signals(tx));
+    let cancel = Arc::new(AtomicBool::new(false));
+    let signals = tokio::spawn(watch_signals(
+        tx,
+        on_slurm.then(|| JobsOnStop {
+            on_stop: opts.on_stop,
+            cancel: Arc::clone(&cancel),
+            progress: progress.clone(),
+        }),
+    ));
     let launcher = if on_slurm {
         Launcher::Slurm(Box::new(slurm::Slurm::new(
             spec.resources.slurm.clone(),
@@ -196,15 +240,15 @@ pub async fn run(mut spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, 
             gpu::cpu_threads(&slots)
         },
         launcher,
+        detach: opts.detach,
+        cancel,
     });
-
-    let all = store.trials().await?;
-    let finished = all.iter().filter(|t| t.state.is_final()).count();
-    let progress = ProgressDisplay::new(all.len() as u64, finished as u64, opts.progress);
 
     let mut free: VecDeque<Slot> = slots.iter().cloned().collect();
     let mut tasks: JoinSet<Finished> = JoinSet::new();
     let mut running: Vec<i64> = Vec::new();
+    let adopted: Vec<i64> = adopt.iter().map(|t| t.id).collect();
+    let (mut left_running, mut left_adopted) = (0usize, 0usize);
     for t in adopt {
         // Its recorded slot if that still exists and is free, else any
         // free one, else an extra slot (the orphan is using the hardware
@@ -274,6 +318,16 @@ pub async fn run(mut spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, 
                 let final_state = state.is_final();
                 progress.trial_done(&bar, final_state);
                 progress.note(&describe(&t, &outcome, state));
+                let left = matches!(outcome, TrialOutcome::LeftRunning);
+                if left {
+                    left_running += 1;
+                    left_adopted += usize::from(adopted.contains(&t.id));
+                }
+                // Detached: a job left queued or running keeps its slot,
+                // so that no more than max_concurrent are submitted.
+                if left && ctx.detach {
+                    continue;
+                }
                 if slot.index < slots.len() {
                     free.push_back(slot);
                     // Keep slot order stable so GPUs stay interleaved.
@@ -283,7 +337,11 @@ pub async fn run(mut spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, 
             _ = shutdown.changed() => {
                 interrupted = true;
                 let level = *shutdown.borrow();
-                progress.note(if on_slurm {
+                progress.note(if on_slurm && ctx.cancel_jobs() && level == 1 {
+                    "cancelling the sweep's Slurm jobs (scancel); `run` again submits them again"
+                } else if on_slurm && ctx.cancel_jobs() {
+                    "leaving: the cancels are recorded; `run` again makes sure of them"
+                } else if on_slurm {
                     "leaving: the Slurm jobs keep running; `run` again to follow them"
                 } else if level == 1 {
                     "stopping: trials checkpoint and exit (Ctrl-C again to kill them)"
@@ -300,7 +358,10 @@ pub async fn run(mut spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, 
     // Completed trials evaluated before `[eval]` grew get the tasks they
     // have no scores for, on the slots the trials left free.
     let mut grown = extra::Summary::default();
-    if !interrupted {
+    // Detached with jobs still out: their trials are not done, and the
+    // evaluation of others waits for a run that stays.
+    let jobs_out = ctx.detach && left_running > 0;
+    if !interrupted && !jobs_out {
         if let Some(eval) = ctx.spec.eval.clone() {
             let jobs: Vec<extra::Job> = store
                 .unscored(&eval.tasks)
@@ -332,9 +393,13 @@ pub async fn run(mut spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, 
     if let Some(p) = poller {
         p.abort();
     }
-    if let Launcher::Slurm(s) = &ctx.launcher {
-        tracing::debug!(calls = s.squeue_calls(), "squeue calls this run");
-    }
+    let submitted = match &ctx.launcher {
+        Launcher::Slurm(s) => {
+            tracing::debug!(calls = s.squeue_calls(), "squeue calls this run");
+            s.submitted()
+        }
+        Launcher::Local => 0,
+    };
     progress.finish();
     store.release().await?;
     let trials = store.trials().await?;
@@ -350,12 +415,23 @@ pub async fn run(mut spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, 
         evaluated: grown.evaluated,
         eval_failed: grown.failed,
         interrupted,
+        submitted,
+        left_running,
+        left_adopted,
+        cancelled: interrupted && ctx.cancel_jobs(),
     };
     store
         .event(
             None,
             "orchestrator.exit",
-            &serde_json::json!({ "pid": pid, "interrupted": interrupted }),
+            &serde_json::json!({
+                "pid": pid,
+                "interrupted": interrupted,
+                "detached": ctx.detach,
+                "submitted": submitted,
+                "left_running": left_running,
+                "cancelled": summary.cancelled,
+            }),
         )
         .await?;
     store.close().await;
@@ -420,7 +496,7 @@ pub async fn eval_sweep(
         })
         .collect();
     let (tx, rx) = watch::channel(0u8);
-    let signals = tokio::spawn(watch_signals(tx));
+    let signals = tokio::spawn(watch_signals(tx, None));
     let ctx = Arc::new(Ctx {
         spec,
         store: store.clone(),
@@ -429,6 +505,8 @@ pub async fn eval_sweep(
         cpu_threads: gpu::cpu_threads(&slots),
         // Evaluations outside a trial's lifecycle run here.
         launcher: Launcher::Local,
+        detach: false,
+        cancel: Arc::new(AtomicBool::new(false)),
     });
     let progress = ProgressDisplay::new(jobs.len() as u64, 0, opts.progress);
     let s = extra::run_jobs(&ctx, slots, jobs, &progress, true).await?;
@@ -510,8 +588,41 @@ async fn orphans(spec: &SweepSpec, store: &Store, on_slurm: bool) -> Result<Vec<
     Ok(adopt)
 }
 
-/// Ctrl-C / SIGTERM once: 1 (trials checkpoint and stop); again: 2 (kill).
-async fn watch_signals(tx: watch::Sender<u8>) {
+/// `--detach` and `--cancel` are about Slurm jobs: local trials are child
+/// processes of `run`, which cannot leave them behind (or scancel them).
+pub fn check_slurm_options(
+    spec: &SweepSpec,
+    detach: bool,
+    on_stop: OnStop,
+) -> Result<(), RunError> {
+    if spec.resources.backend == Backend::Slurm {
+        return Ok(());
+    }
+    let flag = if detach {
+        "--detach"
+    } else if on_stop == OnStop::Cancel {
+        "--cancel"
+    } else {
+        return Ok(());
+    };
+    Err(RunError::NeedsSlurm {
+        file: spec.file.clone(),
+        flag,
+    })
+}
+
+/// What a stop does to the sweep's Slurm jobs.
+struct JobsOnStop {
+    on_stop: OnStop,
+    /// Set (before the shutdown level) when they are to be cancelled.
+    cancel: Arc<AtomicBool>,
+    progress: ProgressDisplay,
+}
+
+/// Ctrl-C / SIGTERM once: 1 (trials checkpoint and stop; Slurm jobs are
+/// left running or cancelled, as `jobs` decides); again: 2 (kill; on Slurm,
+/// stop waiting for cancelled jobs to leave the queue).
+async fn watch_signals(tx: watch::Sender<u8>, jobs: Option<JobsOnStop>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -522,12 +633,57 @@ async fn watch_signals(tx: watch::Sender<u8>) {
     };
     let mut level = 0u8;
     loop {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
+        let ctrl_c = tokio::select! {
+            _ = int.recv() => true,
+            _ = term.recv() => false,
+        };
+        if let (Some(jobs), 0) = (&jobs, level) {
+            let cancel = match jobs.on_stop {
+                OnStop::Leave => false,
+                OnStop::Cancel => true,
+                OnStop::Ask if ctrl_c => {
+                    jobs.progress.hide();
+                    let cancel = ask_cancel(&mut int, &mut term).await;
+                    jobs.progress.show();
+                    cancel
+                }
+                OnStop::Ask => false,
+            };
+            jobs.cancel.store(cancel, Ordering::SeqCst);
         }
         level = level.saturating_add(1).min(2);
         let _ = tx.send(level);
+    }
+}
+
+/// Asks on the terminal whether to cancel the sweep's Slurm jobs; no (the
+/// default) on an empty answer, end of input, or another Ctrl-C. The
+/// answer is read on a thread of its own: the sweep goes on following its
+/// jobs meanwhile, and a read left waiting never holds up the exit.
+async fn ask_cancel(
+    int: &mut tokio::signal::unix::Signal,
+    term: &mut tokio::signal::unix::Signal,
+) -> bool {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut err = std::io::stderr();
+        let _ = write!(
+            err,
+            "\nStopping. The sweep's Slurm jobs keep running unless cancelled; \
+             cancel them (scancel)? [y/N] "
+        );
+        let _ = err.flush();
+        let mut line = String::new();
+        let answer = std::io::stdin().read_line(&mut line).map(|_| line);
+        let _ = tx.send(answer.unwrap_or_default());
+    });
+    tokio::select! {
+        answer = rx => answer.is_ok_and(|a| {
+            matches!(a.trim().to_ascii_lowercase().as_str(), "y" | "yes" | "c" | "cancel")
+        }),
+        _ = int.recv() => false,
+        _ = term.recv() => false,
     }
 }
 

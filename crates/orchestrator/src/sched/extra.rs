@@ -288,7 +288,7 @@ async fn evaluate(ctx: &Ctx, job: &Job, slot: &Slot) -> Result<Outcome, RunError
             }
         }
         _ if stopping => Outcome::Interrupted,
-        Exit::Left => Outcome::Interrupted,
+        Exit::Left | Exit::Cancelled => Outcome::Interrupted,
         Exit::Code(c) => {
             Outcome::Failed(format!("eval exited with status {c}: {}", log_reason(&log)))
         }

@@ -45,6 +45,8 @@ mod tail;
 mod trial;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::watch;
 
@@ -52,7 +54,9 @@ use crate::store::{Store, StoreError};
 use crate::{gpu, locks};
 use smolsweep_config::SweepSpec;
 
-pub use coordinator::{eval_sweep, run, EvalSweepSummary, RunSummary, SweepOptions};
+pub use coordinator::{
+    check_slurm_options, eval_sweep, run, EvalSweepSummary, OnStop, RunSummary, SweepOptions,
+};
 
 /// How often running trials' event files are read (and the display moved).
 const TAIL_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
@@ -69,6 +73,11 @@ pub enum RunError {
     Slurm(#[from] slurm::SlurmError),
     #[error(transparent)]
     Chain(#[from] crate::chain::ChainError),
+    #[error(
+        "{file}: resources.backend is \"local\": {flag} needs backend = \"slurm\" \
+         (local trials are child processes of `run`, which stop with it)"
+    )]
+    NeedsSlurm { file: PathBuf, flag: &'static str },
     #[error("{path}")]
     Io {
         path: PathBuf,
@@ -110,11 +119,21 @@ struct Ctx {
     cpu_threads: Option<usize>,
     /// Local child processes or Slurm jobs.
     launcher: launch::Launcher,
+    /// Slurm: `run --detach`: submit, then leave the jobs running.
+    detach: bool,
+    /// Slurm: the sweep's jobs are cancelled as it stops (`--cancel`, or
+    /// the answer at the Ctrl-C prompt); set before the shutdown level.
+    cancel: Arc<AtomicBool>,
 }
 
 impl Ctx {
     /// 0 running, 1 checkpoint and stop, 2 kill.
     fn shutdown_level(&self) -> u8 {
         *self.shutdown.borrow()
+    }
+
+    /// Whether a stopping sweep cancels its Slurm jobs (else leaves them).
+    fn cancel_jobs(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
     }
 }

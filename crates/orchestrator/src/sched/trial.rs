@@ -47,6 +47,10 @@ pub(super) fn point_of(t: &Trial) -> Point {
         .collect()
 }
 
+/// Why a trial whose Slurm job the sweep cancelled is pending again: not
+/// a failed attempt; the next run submits the attempt again.
+const CANCELLED: &str = "its Slurm job was cancelled (--cancel); the next run submits it again";
+
 fn interrupted(what: &str) -> TrialOutcome {
     TrialOutcome::Interrupted {
         reason: what.to_string(),
@@ -330,6 +334,7 @@ impl Stage<'_> {
                 (Some(ExitCode::Stopped), _) if stopping => interrupted("stopped at a checkpoint"),
                 (_, Exit::Signal(_)) if stopping => interrupted("killed"),
                 (_, Exit::Left) => TrialOutcome::LeftRunning,
+                (_, Exit::Cancelled) => interrupted(CANCELLED),
                 (_, Exit::Code(c)) => TrialOutcome::Failed {
                     stage: "train".into(),
                     exit_status: Some(c as i64),
@@ -382,6 +387,7 @@ impl Stage<'_> {
         let stopping = self.ctx.shutdown_level() > 0;
         Ok(match exit {
             Exit::Left => TrialOutcome::LeftRunning,
+            Exit::Cancelled => interrupted(CANCELLED),
             Exit::Code(c) if ExitCode::from_code(c) == Some(ExitCode::Done) => {
                 match read_results(&results) {
                     Some(doc) => completed(doc),

@@ -33,7 +33,7 @@ use sqlx::SqlitePool;
 
 pub use curves::Curve;
 pub use events::{EventLine, EventRow};
-pub use jobs::{job_json, SlurmJob};
+pub use jobs::{job_json, JobKey, SlurmJob};
 pub use record::SweepRow;
 pub use results::{flatten_results, RecordedScore, Score};
 pub use sets::{

@@ -412,3 +412,137 @@ fn a_record_from_before_stopped_early_migrates_whole() {
         store.close().await;
     });
 }
+
+/// A record made by the first Slurm backend (migrations up to 0006, one
+/// job per attempt): read read-only as it is (every job its attempt's
+/// first submission, never cancelled), then rebuilt by the next open with
+/// its jobs intact, and an attempt the sweep cancelled takes a second job.
+#[test]
+fn a_record_from_before_resubmission_migrates_whole() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let old = d.path().join("migrations");
+    std::fs::create_dir_all(&old).expect("mkdir");
+    let all = format!("{}/../../migrations", env!("CARGO_MANIFEST_DIR"));
+    for e in std::fs::read_dir(&all).expect("migrations").flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.as_str() <= "0006_slurm_jobs.sql" {
+            std::fs::copy(e.path(), old.join(&name)).expect("copy migration");
+        }
+    }
+    let db = d.path().join("sweep.db");
+    block_on(async {
+        let pool = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&db)
+                .create_if_missing(true)
+                .foreign_keys(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal),
+        )
+        .await
+        .expect("connect");
+        sqlx::migrate::Migrator::new(old.as_path())
+            .await
+            .expect("old migrations")
+            .run(&pool)
+            .await
+            .expect("apply up to 0006");
+        sqlx::raw_sql(
+            "INSERT INTO sweeps (id, name, spec_json, spec_toml, created_at, updated_at) \
+             VALUES (1, 's', '{}', '', 0, 0); \
+             INSERT INTO trials (id, sweep_id, point_key, dir, state) VALUES \
+               (1, 1, '{\"lr\":1}', 'a', 'running'); \
+             INSERT INTO slurm_jobs (trial_id, attempt, job_name, job_id, state, node, restarts, submitted_at) \
+               VALUES (1, 1, 'ss.s.x.t1.a1', '42', 'RUNNING', 'n1', 1, 5);",
+        )
+        .execute(&pool)
+        .await
+        .expect("rows of an old record");
+        pool.close().await;
+
+        let read = Store::open_read_only(&db).await.expect("read-only");
+        let before = read
+            .slurm_jobs()
+            .await
+            .expect("jobs of an unmigrated record");
+        assert_eq!(before.len(), 1);
+        assert_eq!(
+            (
+                before[0].submission,
+                before[0].cancelled_at,
+                before[0].job_id.as_deref()
+            ),
+            (1, None, Some("42"))
+        );
+        read.close().await;
+
+        let store = Store::open(&db).await.expect("migrate");
+        let job = store.slurm_job(1, 1).await.expect("job").expect("a job");
+        assert_eq!(job, before[0]);
+        store
+            .slurm_cancelling(job.key(), "test")
+            .await
+            .expect("cancel");
+        store
+            .slurm_seen(job.key(), "CANCELLED", None, None, true)
+            .await
+            .expect("seen");
+        let next = JobKey {
+            submission: 2,
+            ..job.key()
+        };
+        assert!(store
+            .slurm_intent(next, "ss.s.x.t1.a1.s2")
+            .await
+            .expect("intent"));
+        assert!(
+            !store
+                .slurm_intent(next, "ss.s.x.t1.a1.s2")
+                .await
+                .expect("intent"),
+            "one row per submission"
+        );
+        store
+            .slurm_submitted(next, "43", "sbatch")
+            .await
+            .expect("submitted");
+        let latest = store.slurm_job(1, 1).await.expect("job").expect("a job");
+        assert_eq!(
+            (
+                latest.submission,
+                latest.job_id.as_deref(),
+                latest.cancelled_at
+            ),
+            (2, Some("43"), None)
+        );
+        let jobs = store.slurm_jobs().await.expect("jobs");
+        assert_eq!(
+            jobs.iter()
+                .map(|j| (
+                    j.submission,
+                    j.state.clone(),
+                    j.cancelled_at.is_some(),
+                    j.node.clone()
+                ))
+                .collect::<Vec<_>>(),
+            vec![
+                (
+                    1,
+                    Some("CANCELLED".to_string()),
+                    true,
+                    Some("n1".to_string())
+                ),
+                (2, Some("PENDING".to_string()), false, None),
+            ]
+        );
+        assert_eq!(
+            kinds(&store).await,
+            [
+                "slurm.cancel",
+                "slurm.state",
+                "slurm.intent",
+                "slurm.submitted"
+            ]
+        );
+        store.close().await;
+    });
+}

@@ -19,6 +19,7 @@ mod queue;
 mod script;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -27,7 +28,7 @@ use smolsweep_config::sweep::SlurmConfig;
 use super::child::Exit;
 use super::tail::EventTail;
 use super::{io_err, Ctx, RunError, TAIL_EVERY};
-use crate::store::Trial;
+use crate::store::{JobKey, SlurmJob, Trial};
 use queue::{Queue, Status};
 pub(super) use script::EXPORT;
 
@@ -136,6 +137,8 @@ pub(super) struct Slurm {
     cfg: SlurmConfig,
     prefix: String,
     queue: Arc<Queue>,
+    /// Jobs sbatch accepted in this run (`run --detach` says how many).
+    submitted: AtomicUsize,
 }
 
 /// The job-name prefix of a sweep: its name (made safe) and a hash of its
@@ -168,6 +171,17 @@ pub(super) struct Plan {
     pub eval_args: Option<Vec<String>>,
 }
 
+/// How following a job ended.
+enum Followed {
+    /// It left the queue in this state.
+    Ended(String),
+    /// The sweep cancelled it (Ctrl-C with `--cancel`) and it has left the
+    /// queue.
+    Cancelled,
+    /// The sweep stops, or detaches, and leaves it running.
+    Left,
+}
+
 impl Slurm {
     pub(super) fn new(cfg: SlurmConfig, name: &str, db: &Path) -> Self {
         let prefix = job_prefix(name, db);
@@ -175,6 +189,7 @@ impl Slurm {
             cfg,
             queue: Arc::new(Queue::new(prefix.clone())),
             prefix,
+            submitted: AtomicUsize::new(0),
         }
     }
 
@@ -189,14 +204,27 @@ impl Slurm {
         self.queue.calls()
     }
 
-    fn job_name(&self, trial: &Trial) -> String {
-        format!("{}t{}.a{}", self.prefix, trial.id, trial.attempt)
+    /// Jobs sbatch accepted in this run.
+    pub(super) fn submitted(&self) -> usize {
+        self.submitted.load(Ordering::Relaxed)
+    }
+
+    /// `t1.a2` for the first job of an attempt (the name jobs had before
+    /// resubmission existed), `t1.a2.s3` for its third.
+    fn job_name(&self, key: JobKey) -> String {
+        let mut name = format!("{}t{}.a{}", self.prefix, key.trial, key.attempt);
+        if key.submission > 1 {
+            name.push_str(&format!(".s{}", key.submission));
+        }
+        name
     }
 
     /// Runs `stage` of the trial's current attempt: its job is found (or
-    /// submitted, once per attempt) and followed until it leaves the queue;
-    /// the stage's exit status is the one the job's script recorded.
-    /// [`Exit::Left`] when the sweep stops first: the job carries on.
+    /// submitted, once per attempt and submission) and followed until it
+    /// leaves the queue; the stage's exit status is the one the job's
+    /// script recorded. [`Exit::Left`] when the sweep stops (or detaches)
+    /// first: the job carries on. [`Exit::Cancelled`] when the sweep
+    /// cancelled it.
     pub(super) async fn run_stage(
         &self,
         ctx: &Ctx,
@@ -206,19 +234,33 @@ impl Slurm {
         dir: &Path,
         mut events: Option<&mut EventTail<'_>>,
     ) -> Result<Exit, RunError> {
-        let job_id = self.job_of_attempt(ctx, trial, plan, dir).await?;
-        let state = match self.follow(ctx, trial, &job_id, dir, &mut events).await? {
-            Some(state) => state,
-            None => return Ok(Exit::Left),
+        let Some((key, job_id)) = self.job_of_attempt(ctx, trial, plan, dir).await? else {
+            // Stopping before the attempt's (next) job was submitted:
+            // nothing of it runs when the sweep cancels its jobs.
+            return Ok(if ctx.cancel_jobs() {
+                Exit::Cancelled
+            } else {
+                Exit::Left
+            });
         };
+        let followed = self
+            .follow(ctx, key, &job_id, dir, &mut events, false)
+            .await?;
         if let Some(events) = events {
             events.read(&ctx.store).await?;
         }
         let exit_file = dir.join("slurm").join(format!("{job_id}.{stage}.exit"));
-        match std::fs::read_to_string(&exit_file)
+        let status = std::fs::read_to_string(&exit_file)
             .ok()
-            .and_then(|t| t.trim().parse::<i32>().ok())
-        {
+            .and_then(|t| t.trim().parse::<i32>().ok());
+        let state = match followed {
+            Followed::Left => return Ok(Exit::Left),
+            // A stage that finished before the cancel reached it counts.
+            Followed::Cancelled if status == Some(0) => "COMPLETED".to_string(),
+            Followed::Cancelled => return Ok(Exit::Cancelled),
+            Followed::Ended(state) => state,
+        };
+        match status {
             Some(c) if c > 128 => Ok(Exit::Signal(c - 128)),
             Some(c) => Ok(Exit::Code(c)),
             None => {
@@ -241,42 +283,76 @@ impl Slurm {
         }
     }
 
-    /// The job id of the trial's current attempt, submitting it when the
-    /// attempt has none (and none can be found by its name).
+    /// The job of the trial's current attempt, submitting it when the
+    /// attempt has none (and none can be found by its name), or when the
+    /// sweep cancelled the attempt's latest job: then that job is made
+    /// sure of (cancelled again, gone from the queue) and the attempt is
+    /// submitted anew. None when the sweep stops meanwhile.
     async fn job_of_attempt(
         &self,
         ctx: &Ctx,
         trial: &Trial,
         plan: &Plan,
         dir: &Path,
-    ) -> Result<String, RunError> {
-        let name = self.job_name(trial);
-        if let Some(row) = ctx.store.slurm_job(trial.id, trial.attempt).await? {
-            if let Some(id) = row.job_id {
-                return Ok(id);
+    ) -> Result<Option<(JobKey, String)>, RunError> {
+        let first = JobKey {
+            trial: trial.id,
+            attempt: trial.attempt,
+            submission: 1,
+        };
+        let row = ctx.store.slurm_job(trial.id, trial.attempt).await?;
+        if let Some(row) = &row {
+            if let (Some(id), None) = (&row.job_id, row.cancelled_at) {
+                return Ok(Some((row.key(), id.clone())));
             }
-            // Recorded the intent, then died before hearing the id.
-            if let Some(id) = self.find_by_name(&row.job_name, dir).await {
-                ctx.store
-                    .slurm_submitted(trial.id, trial.attempt, &id, "found by name")
-                    .await?;
-                return Ok(id);
-            }
-        } else {
-            ctx.store
-                .slurm_intent(trial.id, trial.attempt, &name)
-                .await?;
         }
+        // Nothing is submitted once the sweep stops.
+        if ctx.shutdown_level() > 0 {
+            return Ok(None);
+        }
+        let key = match row {
+            Some(row) if row.cancelled_at.is_some() => {
+                if !self.cancelled_and_gone(ctx, &row, dir).await? {
+                    return Ok(None);
+                }
+                let next = JobKey {
+                    submission: row.submission + 1,
+                    ..row.key()
+                };
+                ctx.store.slurm_intent(next, &self.job_name(next)).await?;
+                next
+            }
+            Some(row) => {
+                // Recorded the intent, then died before hearing the id.
+                if let Some(id) = self.find_by_name(&row.job_name, dir).await {
+                    ctx.store
+                        .slurm_submitted(row.key(), &id, "found by name")
+                        .await?;
+                    return Ok(Some((row.key(), id)));
+                }
+                row.key()
+            }
+            None => {
+                ctx.store.slurm_intent(first, &self.job_name(first)).await?;
+                first
+            }
+        };
+        let name = self.job_name(key);
         let slurm_dir = dir.join("slurm");
         std::fs::create_dir_all(&slurm_dir).map_err(io_err(&slurm_dir))?;
-        let script_path = slurm_dir.join(format!("attempt{}.sh", trial.attempt));
+        let script_path = slurm_dir.join(if key.submission > 1 {
+            format!("attempt{}.s{}.sh", key.attempt, key.submission)
+        } else {
+            format!("attempt{}.sh", key.attempt)
+        });
         let mut options = self.cfg.sbatch_options();
         options.extend(self.cfg.extra_args.iter().cloned());
         let comment = format!(
-            "smolsweep sweep={} trial={} attempt={} point={}",
+            "smolsweep sweep={} trial={} attempt={} submission={} point={}",
             ctx.spec.name,
             trial.id,
-            trial.attempt,
+            key.attempt,
+            key.submission,
             trial.point_key.replace(['"', '\''], "")
         );
         let text = script::Script {
@@ -305,10 +381,37 @@ impl Slurm {
         if std::env::var_os(DIE_AFTER_SBATCH_ENV).is_some() {
             std::process::exit(137);
         }
-        ctx.store
-            .slurm_submitted(trial.id, trial.attempt, &id, "sbatch")
+        self.submitted.fetch_add(1, Ordering::Relaxed);
+        ctx.store.slurm_submitted(key, &id, "sbatch").await?;
+        Ok(Some((key, id)))
+    }
+
+    /// A job the sweep decided to cancel: cancelled (again: an earlier
+    /// orchestrator may have died between the record and `scancel`) and
+    /// followed until it has left the queue, so that the attempt's next
+    /// job never runs beside it. False when the sweep stops first.
+    async fn cancelled_and_gone(
+        &self,
+        ctx: &Ctx,
+        row: &SlurmJob,
+        dir: &Path,
+    ) -> Result<bool, RunError> {
+        if row.ended_at.is_some() {
+            return Ok(true);
+        }
+        let id = match &row.job_id {
+            Some(id) => Some(id.clone()),
+            None => self.find_by_name(&row.job_name, dir).await,
+        };
+        let Some(id) = id else {
+            // Never submitted (or long forgotten by Slurm): nothing runs.
+            return Ok(true);
+        };
+        scancel(&id).await;
+        let followed = self
+            .follow(ctx, row.key(), &id, dir, &mut None, true)
             .await?;
-        Ok(id)
+        Ok(!matches!(followed, Followed::Left))
     }
 
     /// A job submitted under `name` whose id was never recorded: listed by
@@ -345,20 +448,31 @@ impl Slurm {
             .filter(|t| !t.is_empty())
     }
 
-    /// Follows the job until it has left the queue (its final state), or
-    /// the sweep stops (None). Records state, node and restarts as they
-    /// change, and tails the event file meanwhile.
+    /// Follows the job until it has left the queue (its final state), the
+    /// sweep stops or detaches ([`Followed::Left`]), or the sweep cancels
+    /// it on the way out ([`Followed::Cancelled`], once it has left the
+    /// queue). Records state, node and restarts as they change, and tails
+    /// the event file meanwhile. `cancelled`: the job was cancelled
+    /// already; it is only waited for (never released, never left behind
+    /// by `--detach`).
     async fn follow(
         &self,
         ctx: &Ctx,
-        trial: &Trial,
+        key: JobKey,
         job_id: &str,
         dir: &Path,
         events: &mut Option<&mut EventTail<'_>>,
-    ) -> Result<Option<String>, RunError> {
-        if let Some(row) = ctx.store.slurm_job(trial.id, trial.attempt).await? {
-            if let (Some(state), Some(_)) = (&row.state, row.ended_at) {
-                return Ok(Some(state.clone()));
+        mut cancelled: bool,
+    ) -> Result<Followed, RunError> {
+        if let Some(row) = ctx.store.slurm_job(key.trial, key.attempt).await? {
+            if row.submission == key.submission {
+                if let (Some(state), Some(_)) = (&row.state, row.ended_at) {
+                    return Ok(if row.cancelled_at.is_some() {
+                        Followed::Cancelled
+                    } else {
+                        Followed::Ended(state.clone())
+                    });
+                }
             }
         }
         self.queue.watch(job_id);
@@ -367,10 +481,34 @@ impl Slurm {
         let mut tick = tokio::time::interval(TAIL_EVERY);
         let mut last: Option<(String, Option<String>, i64)> = None;
         let mut released = false;
-        let restarts_file = dir.join("slurm").join(format!("{job_id}.restarts"));
+        let slurm_dir = dir.join("slurm");
+        let restarts_file = slurm_dir.join(format!("{job_id}.restarts"));
+        let requeue_file = slurm_dir.join(format!("{job_id}.requeued"));
+        let mut requeues = std::fs::read_to_string(&requeue_file).unwrap_or_default();
+        let ended = |state: String, cancelled: bool| {
+            if cancelled {
+                Followed::Cancelled
+            } else {
+                Followed::Ended(state)
+            }
+        };
         let result = loop {
-            if ctx.shutdown_level() > 0 {
-                break None;
+            let level = ctx.shutdown_level();
+            if level > 0 {
+                // A second Ctrl-C stops waiting for a cancelled job to
+                // leave the queue: the decision is recorded, and the next
+                // run makes sure of it before submitting the attempt again.
+                if !ctx.cancel_jobs() || level > 1 {
+                    break Followed::Left;
+                }
+                if !cancelled {
+                    cancelled = true;
+                    ctx.store
+                        .slurm_cancelling(key, "the sweep was stopped with --cancel")
+                        .await?;
+                    scancel(job_id).await;
+                    self.queue.nudge();
+                }
             }
             let restarts = std::fs::read_to_string(&restarts_file)
                 .ok()
@@ -380,34 +518,40 @@ impl Slurm {
                 Status::Unknown => {}
                 Status::Listed(seen) => {
                     let now = (seen.state.clone(), seen.node.clone(), restarts);
-                    let ended = !queue::is_active(&seen.state);
-                    if last.as_ref() != Some(&now) || ended {
+                    let gone = !queue::is_active(&seen.state);
+                    if last.as_ref() != Some(&now) || gone {
                         ctx.store
                             .slurm_seen(
-                                trial.id,
-                                trial.attempt,
+                                key,
                                 &seen.state,
                                 seen.node.as_deref(),
                                 Some(restarts),
-                                ended,
+                                gone,
                             )
                             .await?;
                         last = Some(now);
                     }
-                    if ended {
-                        break Some(seen.state);
+                    if gone {
+                        break ended(seen.state, cancelled);
                     }
                     // Requeued by its own script: Slurm holds it for a
                     // while (BeginTime); start it again now.
                     if seen.state == "PENDING" && seen.reason == "BeginTime" && !released {
                         released = true;
-                        let _ = output(
-                            "scontrol",
-                            &["update", &format!("jobid={job_id}"), "StartTime=now"],
-                        )
-                        .await;
+                        if !cancelled {
+                            let _ = output(
+                                "scontrol",
+                                &["update", &format!("jobid={job_id}"), "StartTime=now"],
+                            )
+                            .await;
+                        }
                     } else if seen.state != "PENDING" {
                         released = false;
+                    }
+                    // Detached: submitted (or found) and on its way; the
+                    // next run follows it.
+                    if ctx.detach && !cancelled {
+                        break Followed::Left;
                     }
                 }
                 Status::Gone => {
@@ -415,16 +559,9 @@ impl Slurm {
                         .await
                         .unwrap_or_else(|| ("UNKNOWN".into(), None));
                     ctx.store
-                        .slurm_seen(
-                            trial.id,
-                            trial.attempt,
-                            &state,
-                            node.as_deref(),
-                            Some(restarts),
-                            true,
-                        )
+                        .slurm_seen(key, &state, node.as_deref(), Some(restarts), true)
                         .await?;
-                    break Some(state);
+                    break ended(state, cancelled);
                 }
             }
             tokio::select! {
@@ -433,11 +570,27 @@ impl Slurm {
                     if let Some(events) = events.as_deref_mut() {
                         events.read(&ctx.store).await?;
                     }
+                    // The script requeued its job (time limit near): ask
+                    // squeue soon, not after the backed-off wait, so the
+                    // hold is released within seconds.
+                    let now = std::fs::read_to_string(&requeue_file).unwrap_or_default();
+                    if now != requeues {
+                        requeues = now;
+                        self.queue.nudge();
+                    }
                 }
                 _ = shutdown.changed() => {}
             }
         };
         self.queue.unwatch(job_id);
         Ok(result)
+    }
+}
+
+/// `scancel JOB`; a job that already ended makes it complain, which is
+/// fine (following the job finds out how it ended).
+async fn scancel(job_id: &str) {
+    if let Err(e) = output("scancel", &[job_id]).await {
+        tracing::debug!("{e}");
     }
 }

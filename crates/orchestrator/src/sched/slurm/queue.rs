@@ -103,6 +103,12 @@ impl Queue {
         self.wake.notify_one();
     }
 
+    /// Polls soon: something says the queue changed (a cancel, a job's
+    /// own requeue).
+    pub(super) fn nudge(&self) {
+        self.wake.notify_one();
+    }
+
     pub(super) fn unwatch(&self, job_id: &str) {
         self.inner().watched.remove(job_id);
     }

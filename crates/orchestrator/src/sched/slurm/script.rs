@@ -8,7 +8,9 @@
 //! `--signal=B:USR2@grace` before the time limit, SIGTERM on preemption.
 //! It passes either on to the running stage (the trainer checkpoints at
 //! its next step and exits 4) and, after USR2, requeues its own job, so
-//! the attempt continues from the checkpoint in the same job. Each stage's
+//! the attempt continues from the checkpoint in the same job (an eval not
+//! yet begun when the signal came waits for the requeued run, which has
+//! the whole time limit for it). Each stage's
 //! exit status goes to `slurm/JOBID.STAGE.exit`, the job's restart count to
 //! `slurm/JOBID.restarts`, and `slurm/started.NAME` holds the job id, so a
 //! job whose id the orchestrator never heard can be found by its name.
@@ -76,6 +78,7 @@ impl Script<'_> {
         let eval = match self.eval_args {
             Some(args) => format!(
                 "if [ ! -s results.json ]; then\n    \
+                 if [ \"$signalled\" = USR2 ]; then requeue; fi\n    \
                  export_dir=$(last_export)\n    \
                  case \"$export_dir\" in /*) ;; *) export_dir=\"out/$export_dir\" ;; esac\n    \
                  stage eval eval.log {}\n    finish eval $?\nfi\n",
@@ -132,14 +135,19 @@ stage() {{
     echo "$rc" > "slurm/$job.$name.exit.tmp" && mv "slurm/$job.$name.exit.tmp" "slurm/$job.$name.exit"
     return "$rc"
 }}
+# requeue: puts the job back in the queue (it resumes from the checkpoint)
+# and says so in slurm/JOB.requeued, which the orchestrator watches so that
+# it releases the requeue's hold within seconds.
+requeue() {{
+    echo "=== smolsweep: time limit near, requeueing job $job" >> train.log
+    scontrol requeue "$job"
+    echo "${{SLURM_RESTART_COUNT:-0}}" > "slurm/$job.requeued"
+    exit 0
+}}
 # finish NAME STATUS: a stage stopped by the time-limit signal requeues the
-# job (it resumes from the checkpoint); any other failure ends the job.
+# job; any other failure ends the job.
 finish() {{
-    if [ "$2" -ne 0 ] && [ "$signalled" = USR2 ]; then
-        echo "=== smolsweep: time limit near, requeueing job $job" >> train.log
-        scontrol requeue "$job"
-        exit 0
-    fi
+    if [ "$2" -ne 0 ] && [ "$signalled" = USR2 ]; then requeue; fi
     if [ "$2" -ne 0 ]; then exit "$2"; fi
 }}
 if [ -n "$(last_export)" ]; then
