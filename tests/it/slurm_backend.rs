@@ -742,6 +742,48 @@ fn preempted_and_first_steps(s: &Sweep) -> (usize, usize) {
     )
 }
 
+/// The trials' train logs and Slurm outputs, for a failure's message.
+fn trial_logs(s: &Sweep) -> String {
+    let mut text = String::new();
+    for d in std::fs::read_dir(s.out().join("trials"))
+        .expect("trials")
+        .flatten()
+    {
+        let mut files = vec![d.path().join("train.log"), d.path().join("eval.log")];
+        if let Ok(slurm) = std::fs::read_dir(d.path().join("slurm")) {
+            files.extend(slurm.flatten().map(|e| e.path()).filter(|p| {
+                p.extension().is_some_and(|x| {
+                    ["out", "exit", "requeued", "restarts"]
+                        .iter()
+                        .any(|e| x == *e)
+                })
+            }));
+        }
+        for f in files {
+            if let Ok(t) = std::fs::read_to_string(&f) {
+                text.push_str(&format!("--- {}\n{t}\n", f.display()));
+            }
+        }
+    }
+    text
+}
+
+/// The end of the test cluster's daemon logs, for a failure's message.
+fn cluster_logs(conf: &std::path::Path) -> String {
+    let dir = conf.parent().and_then(|p| p.parent()).expect("cluster dir");
+    ["slurmctld.log", "slurmd.log"]
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(dir.join("log").join(f)).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            format!(
+                "--- {f}\n{}\n",
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            )
+        })
+        .collect()
+}
+
 /// Slurm's time limits are whole minutes, enforced by slurmctld's
 /// 30-second timer, and `--signal` may come up to that timer's period
 /// early: with `time = "1"` and a 10 s grace, USR2 reaches a run between
@@ -769,7 +811,17 @@ fn a_trial_past_its_time_limit_checkpoints_requeues_and_finishes() {
     let mut run = spawn_run(&s, &[]);
     let code = wait_child(&mut run, Duration::from_secs(170), &s);
     let took = t.elapsed();
-    assert_eq!(code, 0, "{}", orchestrator_log(&s));
+    assert_eq!(
+        code,
+        0,
+        "{}\n{:?}\n{:?}\n{}",
+        orchestrator_log(&s),
+        s.sql("SELECT attempt, outcome, reason FROM attempts"),
+        s.sql(
+            "SELECT at, kind, data_json FROM events WHERE kind LIKE 'slurm.%' OR kind = 'finished'"
+        ),
+        trial_logs(&s) + &cluster_logs(&conf)
+    );
     assert_eq!(states(&s), ["completed"]);
     let job = s.sql("SELECT restarts, state, submission FROM slurm_jobs");
     assert_eq!(job.len(), 1, "one job for the attempt: {job:?}");
@@ -791,7 +843,34 @@ fn a_trial_past_its_time_limit_checkpoints_requeues_and_finishes() {
         "{preempted} preempted events, {job:?}"
     );
     assert_eq!(first_steps, 1, "a requeued run trained from scratch");
-    eprintln!("time-limit test: {restarts} requeues, {took:?} in all");
+    // What each run of the job did, for whoever reads the test's output:
+    // when it started, and the step it was signalled at.
+    let log = std::fs::read_dir(s.out().join("trials"))
+        .expect("trials")
+        .flatten()
+        .map(|d| std::fs::read_to_string(d.path().join("train.log")).unwrap_or_default())
+        .collect::<String>();
+    let runs: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("=== smolsweep slurm job") || l.contains("requeueing"))
+        .collect();
+    let steps: Vec<u64> = std::fs::read_dir(s.out().join("trials"))
+        .expect("trials")
+        .flatten()
+        .flat_map(|d| {
+            std::fs::read_to_string(d.path().join("train.events.jsonl"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|e| e["event"] == "preempted")
+                .filter_map(|e| e["step"].as_u64())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    eprintln!(
+        "time-limit test: {restarts} requeues (preempted at steps {steps:?}), {took:?} in all\n  {}",
+        runs.join("\n  ")
+    );
     // The final loss and scores are an unlimited run's.
     let local = Sweep::new(300, "lr = [1e-5]", "[resources]\ngpus = []\n")
         .env("STANDIN_STEP_SECONDS", "0.001");

@@ -171,6 +171,16 @@ pub(super) struct Plan {
     pub eval_args: Option<Vec<String>>,
 }
 
+/// How long a requeued job stays held before the orchestrator starts it
+/// again. slurmd refuses to launch a job whose credential was made in the
+/// same second as it killed the job's previous run ("Killing non-startable
+/// batch JobId=N: Job credential revoked": the comparison is in whole
+/// seconds), and the job then ends FAILED; that is why Slurm holds a
+/// requeued job for CredExpire + 1 s. Seen here when the release came 0.7 s
+/// after the requeue; 2 s after the hold was first seen (itself after the
+/// kill) is always a later second.
+const RELEASE_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How following a job ended.
 enum Followed {
     /// It left the queue in this state.
@@ -481,6 +491,7 @@ impl Slurm {
         let mut tick = tokio::time::interval(TAIL_EVERY);
         let mut last: Option<(String, Option<String>, i64)> = None;
         let mut released = false;
+        let mut held_since: Option<std::time::Instant> = None;
         let slurm_dir = dir.join("slurm");
         let restarts_file = slurm_dir.join(format!("{job_id}.restarts"));
         let requeue_file = slurm_dir.join(format!("{job_id}.requeued"));
@@ -534,19 +545,26 @@ impl Slurm {
                     if gone {
                         break ended(seen.state, cancelled);
                     }
-                    // Requeued by its own script: Slurm holds it for a
-                    // while (BeginTime); start it again now.
+                    // Requeued (by its own script, or a preemption): Slurm
+                    // holds it for CredExpire + 1 s (BeginTime, 121 s by
+                    // default) so that its node has forgotten the killed
+                    // run's credential; start it again once that cannot
+                    // matter any more (see RELEASE_AFTER).
                     if seen.state == "PENDING" && seen.reason == "BeginTime" && !released {
-                        released = true;
-                        if !cancelled {
-                            let _ = output(
-                                "scontrol",
-                                &["update", &format!("jobid={job_id}"), "StartTime=now"],
-                            )
-                            .await;
+                        let since = *held_since.get_or_insert_with(std::time::Instant::now);
+                        if since.elapsed() >= RELEASE_AFTER {
+                            released = true;
+                            if !cancelled {
+                                let _ = output(
+                                    "scontrol",
+                                    &["update", &format!("jobid={job_id}"), "StartTime=now"],
+                                )
+                                .await;
+                            }
                         }
                     } else if seen.state != "PENDING" {
                         released = false;
+                        held_since = None;
                     }
                     // Detached: submitted (or found) and on its way; the
                     // next run follows it.
