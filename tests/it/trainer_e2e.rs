@@ -327,8 +327,8 @@ fn sigterm_checkpoints_exits_4_and_resumes() {
 }
 
 /// USR2 (Slurm's warning before a job's time limit) stops the run as
-/// SIGTERM does, and the event stream says it was preempted, after the
-/// checkpoint the job resumes from.
+/// SIGTERM does once it has taken a step, and the event stream says it
+/// was preempted, after the checkpoint the job resumes from.
 #[test]
 fn usr2_checkpoints_says_preempted_and_exits_4() {
     let dir = tempfile::tempdir().expect("tmp");
