@@ -11,7 +11,8 @@
 #               variant (and the per-tensor optimizer at 16): tokens/s, MFU,
 #               peak GPU memory
 #   dtype       bf16 vs f32 losses over 20 steps (same batch, same init)
-#   sweep       a 4-trial sweep at 1, 2 and 4 slots per GPU: trials/hour
+#   sweep       a 4-trial sweep at 1, 2 and 4 slots per GPU and "auto" (packed
+#               by measured memory): trials/hour, most trials at once
 #   eval        HellaSwag examples/s, GSM8K generated tokens/s
 #
 # Usage (from the repository root):
@@ -59,14 +60,14 @@ export SMOLSWEEP_LOG=${SMOLSWEEP_LOG:-warn}
 
 if [ "$DRY" = 1 ]; then
   DEVICE=cpu DTYPE=f32 SEQ=128 MBS="2 4" STEPS=2 LOSS_SHAPE=2x64 LOSS_STEPS=3
-  ATTN_SHAPE=2x128 LENS=16:64 ATTN_ITERS=2 SWEEP_STEPS=2 SWEEP_SLOTS="2"
+  ATTN_SHAPE=2x128 LENS=16:64 ATTN_ITERS=2 SWEEP_STEPS=2 SWEEP_SLOTS="2 auto"
   HS_LIMIT=8 GSM_LIMIT=4 GSM_NEW=8 GSM_BATCH=2 PEAK=(--peak-tflops 1)
   MODEL=$OUT/tiny
   "$BIN" init-model --out "$MODEL" --seed 0 >/dev/null 2>"$OUT/init.log"
   INIT=(--random-init) SWEEP_INIT=random
 else
   DEVICE=cuda DTYPE=bf16 SEQ=2048 MBS="8 16 32" STEPS=5 LOSS_SHAPE=8x1024 LOSS_STEPS=20
-  ATTN_SHAPE=8x2048 LENS=64:1024 ATTN_ITERS=10 SWEEP_STEPS=20 SWEEP_SLOTS="1 2 4"
+  ATTN_SHAPE=8x2048 LENS=64:1024 ATTN_ITERS=10 SWEEP_STEPS=20 SWEEP_SLOTS="1 2 4 auto"
   HS_LIMIT=400 GSM_LIMIT=64 GSM_NEW=256 GSM_BATCH=64 PEAK=()
   INIT=() SWEEP_INIT=pretrained
 fi
@@ -136,8 +137,11 @@ import json,sys
 a,b=[[json.loads(l) for l in open(p) if l.startswith('{')][-1]['losses'] for p in sys.argv[1:3]]
 print('%.4f' % max(abs(x-y) for x,y in zip(a,b)))" "$OUT/loss-bf16.jsonl" "$OUT/loss-f32.jsonl" 2>/dev/null || echo n/a)"
 
-# sweep: 4 trials at 1, 2, 4 slots per GPU
+# sweep: 4 trials at 1, 2, 4 slots per GPU, and packed by memory ("auto")
 for slots in $SWEEP_SLOTS; do
+  slots_toml=$slots
+  [ "$slots" = auto ] && slots_toml='"auto"'
+
   sw=$OUT/sweep-$slots
   mkdir -p "$sw"
   cat >"$sw/sweep.toml" <<EOF
@@ -167,14 +171,26 @@ limit = 8
 device = "$DEVICE"
 [resources]
 gpus = "$( [ "$DRY" = 1 ] && echo '[]' || echo auto)"
-slots_per_gpu = $slots
+slots_per_gpu = $slots_toml
 max_retries = 0
 EOF
   sed -i 's/^gpus = "\[\]"/gpus = []/; s/^gpus = "auto"/gpus = "auto"/' "$sw/sweep.toml"
   t0=$(date +%s.%N)
   if timeout 240 "$BIN" run "$sw/sweep.toml" --no-progress >"$sw/run.log" 2>&1; then
     t1=$(date +%s.%N)
-    row sweep "4 trials, $slots slot(s)/GPU" "$(python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print('%.1f s, %.0f trials/hour' % (s, 4*3600/s))" "$t0" "$t1")"
+    # Most trials at once: from the record's claim and finish times.
+    row sweep "4 trials, $slots slot(s)/GPU" "$(python3 -c "
+import sqlite3, sys
+s = float(sys.argv[2]) - float(sys.argv[1])
+c = sqlite3.connect(sys.argv[3])
+rows = c.execute(\"SELECT e.at, e.kind FROM events e WHERE e.kind IN ('claimed', 'finished', 'requeued_out_of_memory') ORDER BY e.id\").fetchall()
+now = most = 0
+for _, k in rows:
+    now += 1 if k == 'claimed' else -1
+    most = max(most, now)
+ooms = sum(1 for _, k in rows if k == 'requeued_out_of_memory')
+print('%.1f s, %.0f trials/hour, at most %d at once%s' % (s, 4*3600/s, most, ', %d out of memory retried' % ooms if ooms else ''))
+" "$t0" "$t1" "$sw/run/sweep.db" 2>/dev/null || echo n/a)"
   else
     row sweep "4 trials, $slots slot(s)/GPU" "FAILED (see $sw/run.log)"
   fi

@@ -28,6 +28,7 @@ mod model_bad_inputs;
 mod model_reference;
 mod one_schema;
 mod orchestrator_chaos;
+mod orchestrator_packing;
 mod orchestrator_spec;
 mod orchestrator_sweep;
 mod prepare;

@@ -37,6 +37,20 @@ pub enum TrainEvent {
     },
     /// A checkpoint was written (periodic, or on a stop request).
     Checkpoint { step: u64, path: PathBuf },
+    /// The CUDA caching allocator's peaks so far in this process (CUDA
+    /// runs only): after the first step, whenever the reserved peak grows,
+    /// and before the end. `peak_reserved_bytes` is what the process holds
+    /// from the device and no other process can use; what
+    /// `slots_per_gpu = "auto"` packs trials by.
+    Memory {
+        step: u64,
+        peak_reserved_bytes: u64,
+        peak_allocated_bytes: u64,
+        /// The micro-batch the run trains with (`micro_batch_size`
+        /// resolved; pairs for DPO and reward models).
+        micro_batch_size: u64,
+        max_seq_len: u64,
+    },
     /// The run diverged (exit code 3): the loss or gradient norm stopped
     /// being finite, or the run collapsed (the trial's `divergence_*`
     /// keys). `rule` says which; a line written before rules existed has
@@ -179,6 +193,7 @@ impl TrainEvent {
         match self {
             TrainEvent::Step { .. } => "step",
             TrainEvent::Checkpoint { .. } => "checkpoint",
+            TrainEvent::Memory { .. } => "memory",
             TrainEvent::Diverged { .. } => "diverged",
             TrainEvent::Preempted { .. } => "preempted",
             TrainEvent::Done { .. } => "done",

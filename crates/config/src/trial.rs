@@ -138,6 +138,19 @@ const STAGE_DEFAULTS: &[(Stage, &str, &str)] = &[
     (Stage::Rm, "schedule", "\"linear\""),
 ];
 
+/// What `key` is when a trial of `stage` does not set it: the stage's
+/// default, else the key's own (None for a key without a default).
+pub fn default_for(stage: Stage, key: &str) -> Option<toml::Value> {
+    if let Some((_, _, literal)) = STAGE_DEFAULTS
+        .iter()
+        .find(|(s, k, _)| *s == stage && *k == key)
+    {
+        let t: toml::Table = format!("v = {literal}").parse().ok()?;
+        return t.get("v").cloned();
+    }
+    crate::keys::find(TRIAL_KEYS, key)?.default_value()
+}
+
 /// The stage of a checked table, its keys of other stages refused, and
 /// the stage's defaults filled in (before the schema's own defaults).
 fn apply_stage(t: &mut toml::Table) -> Result<Stage, KeyError> {

@@ -144,4 +144,12 @@ char* smk_cuda_memory(int64_t device, int reset_peak, int64_t* out) {
   })
 }
 
+// Hands the cached blocks nothing uses back to the device
+// (torch.cuda.empty_cache). After the trainer's micro-batch probe, so that
+// what the process holds (and reports, and a sweep packs trials by) is
+// what training needs, not what a probe that ran out of memory cached.
+char* smk_cuda_empty_cache() {
+  SMK_PROTECT({ c10::getDeviceAllocator(c10::DeviceType::CUDA)->emptyCache(); })
+}
+
 }  // extern "C"

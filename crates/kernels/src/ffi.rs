@@ -56,6 +56,7 @@ mod sys {
             out: *mut *mut C_tensor,
         ) -> *mut c_char;
         pub fn smk_cuda_memory(device: i64, reset_peak: c_int, out: *mut i64) -> *mut c_char;
+        pub fn smk_cuda_empty_cache() -> *mut c_char;
     }
 }
 
@@ -192,6 +193,12 @@ pub(crate) fn cuda_memory(device: i64, reset_peak: bool) -> Result<[i64; 4], Ker
     Ok(out)
 }
 
+#[cfg(smolsweep_shim)]
+pub(crate) fn cuda_empty_cache() -> Result<(), KernelError> {
+    // SAFETY: no arguments; the shim catches what the allocator throws.
+    check("cuda_empty_cache", unsafe { sys::smk_cuda_empty_cache() })
+}
+
 #[cfg(not(smolsweep_shim))]
 mod absent {
     use super::*;
@@ -217,6 +224,11 @@ mod absent {
     }
     pub(crate) fn cuda_memory(_: i64, _: bool) -> Result<[i64; 4], KernelError> {
         Err(KernelError::Unavailable { op: "cuda_memory" })
+    }
+    pub(crate) fn cuda_empty_cache() -> Result<(), KernelError> {
+        Err(KernelError::Unavailable {
+            op: "cuda_empty_cache",
+        })
     }
     pub(crate) fn flash_attention_varlen(
         _: [&Tensor; 3],

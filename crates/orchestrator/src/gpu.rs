@@ -7,7 +7,11 @@
 //! (the CPU, in tests), but each slot gets its own CUDA_VISIBLE_DEVICES, so
 //! fan-out can be exercised on a machine without GPUs.
 
-use smolsweep_config::sweep::{Gpus, Resources};
+use std::collections::HashMap;
+
+use smolsweep_config::sweep::{Gpus, Resources, Slots};
+
+use crate::packing::{GpuMemory, MIB};
 
 /// The environment variable that simulates GPUs for fan-out tests.
 pub const SIMULATE_ENV: &str = "SMOLSWEEP_SIMULATE_GPUS";
@@ -58,7 +62,8 @@ pub fn detect(fallback: Option<&dyn Fn() -> usize>) -> Vec<u32> {
 /// Slots for `resources` given the detected GPUs. GPUs are interleaved
 /// (slot 0 on GPU a, slot 1 on GPU b, ...) so that a sweep smaller than
 /// the slot count still spreads over every GPU. No GPU: `slots_per_gpu`
-/// CPU slots.
+/// CPU slots. `"auto"` makes its cap of slots per GPU (the packing decides
+/// how many are used), and without GPUs one CPU slot.
 pub fn slots(resources: &Resources, detected: &[u32], file: &str) -> Result<Vec<Slot>, GpuError> {
     let gpus: Vec<u32> = match &resources.gpus {
         Gpus::Auto => detected.to_vec(),
@@ -85,7 +90,11 @@ pub fn slots(resources: &Resources, detected: &[u32], file: &str) -> Result<Vec<
             list.clone()
         }
     };
-    let per = resources.slots_per_gpu as usize;
+    let per = match resources.slots_per_gpu {
+        Slots::Fixed(n) => n as usize,
+        Slots::Auto if gpus.is_empty() => 1,
+        Slots::Auto => Slots::Auto.max_per_gpu() as usize,
+    };
     let mut out = Vec::new();
     if gpus.is_empty() {
         for i in 0..per {
@@ -105,6 +114,63 @@ pub fn slots(resources: &Resources, detected: &[u32], file: &str) -> Result<Vec<
         }
     }
     Ok(out)
+}
+
+/// The first slot of each GPU (all of them on the CPU): where work that
+/// the packing does not measure (evaluations outside a trial) runs under
+/// `slots_per_gpu = "auto"`, one per GPU.
+pub fn one_per_gpu(slots: &[Slot]) -> Vec<Slot> {
+    let mut seen = std::collections::HashSet::new();
+    slots
+        .iter()
+        .filter(|s| {
+            s.cuda_visible_devices.is_empty() || seen.insert(s.cuda_visible_devices.clone())
+        })
+        .cloned()
+        .collect()
+}
+
+/// Every GPU's total and used memory, by index, from `nvidia-smi` (run
+/// without blocking the coordinator). None when it cannot say.
+pub async fn memory() -> Option<HashMap<String, GpuMemory>> {
+    let out = tokio::process::Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=index,memory.total,memory.used",
+            "--format=csv,noheader,nounits",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let found = parse_memory(&String::from_utf8_lossy(&out.stdout));
+    (!found.is_empty()).then_some(found)
+}
+
+/// `index, total MiB, used MiB` lines; lines that do not parse (a GPU
+/// that reports "[N/A]") are left out.
+pub fn parse_memory(text: &str) -> HashMap<String, GpuMemory> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').map(str::trim).collect();
+            let [index, total, used] = f[..] else {
+                return None;
+            };
+            let index: u32 = index.parse().ok()?;
+            let total: u64 = total.parse().ok()?;
+            let used: u64 = used.parse().ok()?;
+            Some((
+                index.to_string(),
+                GpuMemory {
+                    total: total * MIB,
+                    used: used * MIB,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Intra-op threads for each trial when every slot is a CPU slot: the
@@ -133,7 +199,7 @@ mod tests {
     fn interleaves_gpus() {
         let r = Resources {
             gpus: Gpus::Auto,
-            slots_per_gpu: 2,
+            slots_per_gpu: Slots::Fixed(2),
             max_retries: 0,
             ..Resources::default()
         };
@@ -161,12 +227,52 @@ mod tests {
     fn an_empty_gpu_list_means_cpu_only() {
         let r = Resources {
             gpus: Gpus::List(vec![]),
-            slots_per_gpu: 2,
+            slots_per_gpu: Slots::Fixed(2),
             max_retries: 0,
             ..Resources::default()
         };
         let s = slots(&r, &[0, 1, 2, 3], "f").expect("slots");
         assert_eq!(s.len(), 2);
         assert!(s.iter().all(|s| s.cuda_visible_devices.is_empty()));
+    }
+
+    /// "auto" makes the cap of slots on each GPU, interleaved, and one
+    /// CPU slot without GPUs.
+    #[test]
+    fn auto_slots_are_the_cap_per_gpu_or_one_cpu_slot() {
+        let r = Resources {
+            slots_per_gpu: Slots::Auto,
+            ..Resources::default()
+        };
+        let s = slots(&r, &[0, 1], "f").expect("slots");
+        assert_eq!(
+            s.len(),
+            2 * smolsweep_config::sweep::AUTO_SLOTS_MAX as usize
+        );
+        assert_eq!(s[0].cuda_visible_devices, "0");
+        assert_eq!(s[1].cuda_visible_devices, "1");
+        let first: Vec<String> = one_per_gpu(&s)
+            .into_iter()
+            .map(|s| s.cuda_visible_devices)
+            .collect();
+        assert_eq!(first, ["0", "1"]);
+        let cpu = slots(&r, &[], "f").expect("slots");
+        assert_eq!(cpu.len(), 1);
+        assert!(cpu[0].cuda_visible_devices.is_empty());
+        assert_eq!(one_per_gpu(&cpu).len(), 1);
+    }
+
+    #[test]
+    fn nvidia_smi_memory_lines_parse() {
+        let m = parse_memory("0, 81559, 1024\n1, 81559, [N/A]\nnot a gpu\n 2 ,100, 0 \n");
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            m["0"],
+            GpuMemory {
+                total: 81559 * MIB,
+                used: 1024 * MIB
+            }
+        );
+        assert_eq!(m["2"].total, 100 * MIB);
     }
 }

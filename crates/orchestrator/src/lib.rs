@@ -8,13 +8,15 @@
 //! - [`chain`]: models taken from another sweep's trial;
 //! - [`sched`]: the scheduler, the trial lifecycle and resume;
 //! - [`locks`]: one orchestrator per sweep, one process per trial;
-//! - [`gpu`]: GPU detection and slots;
+//! - [`gpu`]: GPU detection, slots and memory;
+//! - [`packing`]: `slots_per_gpu = "auto"`, trials packed by measured memory;
 //! - [`progress`]: the live display;
 //! - [`snapshot`]: a sweep read back for `status`, `export` and `report`.
 
 pub mod chain;
 pub mod gpu;
 pub mod locks;
+pub mod packing;
 pub mod progress;
 pub mod sched;
 pub mod snapshot;

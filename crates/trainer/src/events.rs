@@ -134,6 +134,17 @@ mod tests {
             r#"{"event":"diverged","step":30,"last_finite_loss":5.5568,"rule":"loss_plateau","message":"m"}"#
         );
         assert_eq!(
+            TrainEvent::Memory {
+                step: 1,
+                peak_reserved_bytes: 6 << 30,
+                peak_allocated_bytes: 5 << 30,
+                micro_batch_size: 8,
+                max_seq_len: 2048,
+            }
+            .to_line(),
+            r#"{"event":"memory","step":1,"peak_reserved_bytes":6442450944,"peak_allocated_bytes":5368709120,"micro_batch_size":8,"max_seq_len":2048}"#
+        );
+        assert_eq!(
             done(4, f64::NAN, Path::new("/o/final"), 9.0).to_line(),
             r#"{"event":"done","step":4,"loss":null,"export":"/o/final","elapsed_s":9.0}"#
         );

@@ -23,7 +23,8 @@ pub use frozen::{
 pub use grid::{point_key, point_label, points, Axis, Point};
 pub use model_ref::{is_model_ref, ModelRef, TrialSelector};
 pub use resources::{
-    Backend, Gpus, Resources, SlurmConfig, StopRule, DEFAULT_STOP_AT, RESOURCES_KEYS, SLURM_KEYS,
+    Backend, Gpus, Resources, Slots, SlurmConfig, StopRule, AUTO_SLOTS_MAX, DEFAULT_STOP_AT,
+    RESOURCES_KEYS, SLURM_KEYS,
 };
 
 use crate::error::ConfigError;

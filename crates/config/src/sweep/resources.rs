@@ -38,6 +38,33 @@ pub enum Gpus {
     List(Vec<u32>),
 }
 
+/// How many trials share one GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slots {
+    /// This many at once on each GPU (without GPUs: CPU slots).
+    Fixed(u32),
+    /// As many as fit by the measured peak GPU memory of the trials that
+    /// ran there (one per GPU until a measurement exists), at most
+    /// [`AUTO_SLOTS_MAX`]; without GPUs, one CPU slot.
+    Auto,
+}
+
+/// The most trials `slots_per_gpu = "auto"` puts on one GPU, however small
+/// they are: past a handful of 135M trials an H100 is compute-bound (more
+/// trials only share the same FLOPs), and each trial also holds a CPU
+/// core for its data and a CUDA context.
+pub const AUTO_SLOTS_MAX: u32 = 8;
+
+impl Slots {
+    /// The most trials this puts on one GPU.
+    pub fn max_per_gpu(self) -> u32 {
+        match self {
+            Slots::Fixed(n) => n,
+            Slots::Auto => AUTO_SLOTS_MAX,
+        }
+    }
+}
+
 /// Where trials run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
@@ -64,7 +91,7 @@ pub struct Resources {
     pub backend: Backend,
     pub gpus: Gpus,
     /// Trials sharing one GPU (or, without GPUs, CPU slots).
-    pub slots_per_gpu: u32,
+    pub slots_per_gpu: Slots,
     /// Attempts after the first for a failed trial.
     pub max_retries: u32,
     pub stop_rule: StopRule,
@@ -82,7 +109,7 @@ impl std::default::Default for Resources {
         Resources {
             backend: Backend::Local,
             gpus: Gpus::Auto,
-            slots_per_gpu: 1,
+            slots_per_gpu: Slots::Fixed(1),
             max_retries: 2,
             stop_rule: StopRule::None,
             stop_at: DEFAULT_STOP_AT.to_vec(),
@@ -109,8 +136,8 @@ pub static RESOURCES_KEYS: &[Key] = &[
     },
     Key {
         name: "slots_per_gpu",
-        doc: "Trials at once on each GPU (without GPUs: CPU slots; local backend).",
-        kind: Kind::Int { min: 1 },
+        doc: "Trials at once on each GPU, or \"auto\": as many as fit by the measured peak GPU memory of the first trial there, at most 8 (without GPUs: CPU slots, \"auto\" is 1; local backend).",
+        kind: Kind::IntOrAuto,
         default: Default::Toml("1"),
     },
     Key {
@@ -215,7 +242,12 @@ fn checked(
         };
         let v = check(key.kind, v, std::path::Path::new("."))
             .map_err(|b| KeyError::new(format!("{what}.{k}{}", b.suffix), b.message))?;
-        if let (Kind::Int { min }, Value::Integer(n)) = (key.kind, &v) {
+        let min = match key.kind {
+            Kind::Int { min } => Some(min),
+            Kind::IntOrAuto => Some(1),
+            _ => None,
+        };
+        if let (Some(min), Value::Integer(n)) = (min, &v) {
             if *n > MAX_COUNT {
                 return Err(KeyError::new(
                     format!("{what}.{k}"),
@@ -268,10 +300,14 @@ impl Resources {
             Some(Value::Array(a)) => a.iter().filter_map(Value::as_float).collect(),
             _ => DEFAULT_STOP_AT.to_vec(),
         };
+        let slots_per_gpu = match top.get("slots_per_gpu") {
+            Some(Value::String(_)) => Slots::Auto,
+            _ => Slots::Fixed(int("slots_per_gpu", 1)),
+        };
         Ok(Resources {
             backend,
             gpus,
-            slots_per_gpu: int("slots_per_gpu", 1),
+            slots_per_gpu,
             max_retries: int("max_retries", 2),
             stop_rule,
             stop_at,
@@ -426,6 +462,16 @@ mod tests {
                 "resources.slots_per_gpu",
                 "must be positive",
             ),
+            (
+                "slots_per_gpu = \"many\"",
+                "resources.slots_per_gpu",
+                "a positive integer or \"auto\"",
+            ),
+            (
+                "slots_per_gpu = 2000",
+                "resources.slots_per_gpu",
+                "out of range",
+            ),
         ] {
             let e = parse(text).expect_err(text);
             assert_eq!(e.key, key, "{text}: {}", e.message);
@@ -448,6 +494,27 @@ mod tests {
         for s in ["", "1:2:3:4", "-5", "a", "1-", "0", "1-2-3"] {
             assert_eq!(crate::keys::slurm_time_minutes(s), None, "{s}");
         }
+    }
+
+    /// A number keeps meaning what it always did; "auto" is the packing.
+    #[test]
+    fn slots_per_gpu_is_a_number_or_auto() {
+        assert_eq!(parse("").expect("empty").slots_per_gpu, Slots::Fixed(1));
+        let three = parse("slots_per_gpu = 3").expect("3");
+        assert_eq!(three.slots_per_gpu, Slots::Fixed(3));
+        assert_eq!(three.slots_per_gpu.max_per_gpu(), 3);
+        let auto = parse("slots_per_gpu = \"auto\"").expect("auto");
+        assert_eq!(auto.slots_per_gpu, Slots::Auto);
+        assert_eq!(auto.slots_per_gpu.max_per_gpu(), AUTO_SLOTS_MAX);
+        let doc = RESOURCES_KEYS
+            .iter()
+            .find(|k| k.name == "slots_per_gpu")
+            .map(|k| k.doc)
+            .unwrap_or_default();
+        assert!(
+            doc.contains(&format!("at most {AUTO_SLOTS_MAX}")),
+            "the key's doc names the cap: {doc}"
+        );
     }
 
     #[test]

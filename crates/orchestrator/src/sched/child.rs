@@ -175,3 +175,69 @@ pub(super) fn log_reason(log: &Path) -> String {
         .collect::<Vec<_>>()
         .join(" | ")
 }
+
+/// What libtorch, CUDA and its libraries write when the device has no
+/// memory left (`c10::OutOfMemoryError`'s "CUDA out of memory. Tried to
+/// allocate ...", the runtime's and cuBLAS's allocation failures).
+const OUT_OF_MEMORY: &[&str] = &[
+    "CUDA out of memory",
+    "OutOfMemoryError",
+    "CUDA error: out of memory",
+    "cudaErrorMemoryAllocation",
+    "CUBLAS_STATUS_ALLOC_FAILED",
+];
+
+/// The line that says the last process of a stage's log ran out of GPU
+/// memory, if one does: only what it wrote after its orchestrator header
+/// counts, so an earlier attempt's out of memory is not read again.
+pub(super) fn out_of_memory(log: &Path) -> Option<String> {
+    let mut text = String::new();
+    File::open(log)
+        .and_then(|mut f| {
+            let len = f.metadata()?.len();
+            f.seek(SeekFrom::Start(len.saturating_sub(65_536)))?;
+            // A seek into a UTF-8 sequence: the lossy read keeps the rest.
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes)?;
+            text = String::from_utf8_lossy(&bytes).into_owned();
+            Ok(())
+        })
+        .ok()?;
+    let last = text
+        .rfind("=== smolsweep orchestrator")
+        .map_or(&text[..], |i| &text[i..]);
+    last.lines()
+        .find(|l| OUT_OF_MEMORY.iter().any(|m| l.contains(m)))
+        .map(|l| l.trim().chars().take(300).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_memory_is_read_from_the_last_process_only() {
+        let d = tempfile::tempdir().expect("tmp");
+        let log = d.path().join("train.log");
+        assert_eq!(out_of_memory(&log), None, "no log");
+        std::fs::write(
+            &log,
+            "=== smolsweep orchestrator pid 1: attempt 1\nerror: CUDA out of memory. Tried to allocate 2.00 GiB\n",
+        )
+        .expect("write");
+        assert_eq!(
+            out_of_memory(&log).as_deref(),
+            Some("error: CUDA out of memory. Tried to allocate 2.00 GiB")
+        );
+        let mut f = append(&log).expect("append");
+        use std::io::Write;
+        writeln!(
+            f,
+            "=== smolsweep orchestrator pid 1: attempt 1\nerror: data.jsonl: row 3: no messages"
+        )
+        .expect("write");
+        assert_eq!(out_of_memory(&log), None, "the earlier process's");
+        writeln!(f, "=== smolsweep orchestrator pid 1: attempt 2\nRuntimeError: CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate").expect("write");
+        assert!(out_of_memory(&log).is_some_and(|l| l.contains("CUBLAS")));
+    }
+}

@@ -23,16 +23,21 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::launch::Launcher;
+use super::pack::Pack;
 use super::{chain, extra, io_err, slurm, trial, Ctx, RunError};
 use crate::gpu::{self, Slot};
 use crate::locks::{self, OrchestratorLock};
 use crate::progress::ProgressDisplay;
 use crate::store::{Store, StoreError, TaskFiles, Trial, TrialOutcome, DEFAULT_SET};
-use smolsweep_config::sweep::Backend;
+use smolsweep_config::sweep::{Backend, Slots};
 use smolsweep_config::{EvalConfig, SweepSpec};
 
 /// How often the orchestrator and its trials prove they are alive.
 pub(super) const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
+/// How often `slots_per_gpu = "auto"` looks again whether a waiting trial
+/// fits (a trial's first memory event, or memory another process freed).
+const REPACK_EVERY: Duration = Duration::from_secs(1);
 
 /// How to run a sweep.
 pub struct SweepOptions {
@@ -225,6 +230,20 @@ pub async fn run(mut spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, 
     } else {
         Launcher::Local
     };
+    // "auto" on GPUs packs trials by their measured memory; without GPUs
+    // it is one CPU slot, as the default is.
+    let auto = !on_slurm && spec.resources.slots_per_gpu == Slots::Auto;
+    let on_gpus = slots.iter().any(|s| !s.cuda_visible_devices.is_empty());
+    let mut packing = if auto && on_gpus {
+        Some(Pack::load(&spec, &store).await?)
+    } else {
+        if auto {
+            tracing::info!(
+                "slots_per_gpu = \"auto\" without a GPU: one CPU slot (\"auto\" packs trials by GPU memory)"
+            );
+        }
+        None
+    };
     let poller = match &launcher {
         Launcher::Slurm(s) => Some(tokio::spawn(s.poller())),
         Launcher::Local => None,
@@ -242,6 +261,7 @@ pub async fn run(mut spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, 
         launcher,
         detach: opts.detach,
         cancel,
+        packing: packing.as_ref().map(|p| Arc::clone(&p.packer)),
     });
 
     let mut free: VecDeque<Slot> = slots.iter().cloned().collect();
@@ -275,16 +295,27 @@ pub async fn run(mut spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, 
                 "waiting for it"
             }
         ));
+        if let Some(p) = &packing {
+            p.adopted(&ctx.spec, &t, &slot);
+        }
         running.push(t.id);
         spawn_trial(&mut tasks, &ctx, &progress, t, slot, true);
     }
 
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+    // Packing: a measurement or freed memory is looked for this often.
+    let mut repack = tokio::time::interval(REPACK_EVERY);
     let mut shutdown = rx.clone();
     let mut interrupted = false;
     loop {
         // Fill every free slot before waiting on anything.
-        while *shutdown.borrow() == 0 {
+        if let (Some(p), 0) = (packing.as_mut(), *shutdown.borrow()) {
+            for (t, slot) in p.fill(&ctx, &mut free).await? {
+                running.push(t.id);
+                spawn_trial(&mut tasks, &ctx, &progress, t, slot, false);
+            }
+        }
+        while packing.is_none() && *shutdown.borrow() == 0 {
             let Some(slot) = free.pop_front() else { break };
             match store.claim(slot.index, &slot.cuda_visible_devices).await? {
                 Some(t) => {
@@ -314,19 +345,31 @@ pub async fn run(mut spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, 
                     }
                 };
                 running.retain(|&id| id != t.id);
-                let state = store.finish(t.id, &outcome, ctx.spec.resources.max_retries).await?;
-                let final_state = state.is_final();
-                progress.trial_done(&bar, final_state);
-                progress.note(&describe(&t, &outcome, state));
-                let left = matches!(outcome, TrialOutcome::LeftRunning);
-                if left {
-                    left_running += 1;
-                    left_adopted += usize::from(adopted.contains(&t.id));
-                }
-                // Detached: a job left queued or running keeps its slot,
-                // so that no more than max_concurrent are submitted.
-                if left && ctx.detach {
-                    continue;
+                let retry = packing.as_ref().and_then(|p| p.finished(&t, &slot, &outcome));
+                if let (Some((neighbours, ceiling, why)), TrialOutcome::OutOfMemory { stage, reason, .. }) = (retry, &outcome) {
+                    store.requeue_out_of_memory(t.id, stage, reason, &why).await?;
+                    progress.trial_done(&bar, false);
+                    progress.note(&format!(
+                        "trial {} ({}) ran out of GPU memory beside {neighbours} other trial(s) on GPU {}: retried (not counted as an attempt), at most {ceiling} on that GPU from now on",
+                        t.id,
+                        label_of(&t),
+                        slot.cuda_visible_devices
+                    ));
+                } else {
+                    let state = store.finish(t.id, &outcome, ctx.spec.resources.max_retries).await?;
+                    progress.trial_done(&bar, state.is_final());
+                    progress.note(&describe(&t, &outcome, state));
+                    let left = matches!(outcome, TrialOutcome::LeftRunning);
+                    if left {
+                        left_running += 1;
+                        left_adopted += usize::from(adopted.contains(&t.id));
+                    }
+                    // Detached: a job left queued or running keeps its
+                    // slot, so that no more than max_concurrent are
+                    // submitted.
+                    if left && ctx.detach {
+                        continue;
+                    }
                 }
                 if slot.index < slots.len() {
                     free.push_back(slot);
@@ -352,6 +395,7 @@ pub async fn run(mut spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, 
             _ = heartbeat.tick() => {
                 store.heartbeat(&running, pid).await?;
             }
+            _ = repack.tick(), if packing.is_some() => {}
         }
     }
     interrupted |= *shutdown.borrow() > 0;
@@ -382,9 +426,14 @@ pub async fn run(mut spec: SweepSpec, opts: SweepOptions) -> Result<RunSummary, 
                     "evaluating {} completed trials on tasks added to [eval] (no training)",
                     jobs.len()
                 ));
-                grown =
-                    extra::run_jobs(&ctx, free.iter().cloned().collect(), jobs, &progress, false)
-                        .await?;
+                // Evaluations are not measured: one per GPU when packing.
+                let at: Vec<Slot> = free.iter().cloned().collect();
+                let at = if packing.is_some() {
+                    gpu::one_per_gpu(&at)
+                } else {
+                    at
+                };
+                grown = extra::run_jobs(&ctx, at, jobs, &progress, false).await?;
                 interrupted |= grown.interrupted;
             }
         }
@@ -474,6 +523,13 @@ pub async fn eval_sweep(
             .map(|f| f as &dyn Fn() -> usize),
     );
     let slots = gpu::slots(&spec.resources, &detected, &spec.file.display().to_string())?;
+    // "auto" packs training by its measured memory; evaluations are not
+    // measured, so one per GPU.
+    let slots = if spec.resources.slots_per_gpu == Slots::Auto {
+        gpu::one_per_gpu(&slots)
+    } else {
+        slots
+    };
     let store = Store::open(&spec.db).await?;
     store.check_same_trials(&spec).await?;
     store.ensure_results_set(set, &eval_json).await?;
@@ -507,6 +563,7 @@ pub async fn eval_sweep(
         launcher: Launcher::Local,
         detach: false,
         cancel: Arc::new(AtomicBool::new(false)),
+        packing: None,
     });
     let progress = ProgressDisplay::new(jobs.len() as u64, 0, opts.progress);
     let s = extra::run_jobs(&ctx, slots, jobs, &progress, true).await?;
@@ -728,11 +785,15 @@ fn describe(t: &Trial, outcome: &TrialOutcome, state: TrialState) -> String {
             step.map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
             rule.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
         ),
-        TrialOutcome::Failed { reason, .. } if state == TrialState::Pending => format!(
-            "trial {} ({label}) failed (attempt {}), will retry: {reason}",
-            t.id, t.attempt
-        ),
-        TrialOutcome::Failed { reason, .. } => format!(
+        TrialOutcome::Failed { reason, .. } | TrialOutcome::OutOfMemory { reason, .. }
+            if state == TrialState::Pending =>
+        {
+            format!(
+                "trial {} ({label}) failed (attempt {}), will retry: {reason}",
+                t.id, t.attempt
+            )
+        }
+        TrialOutcome::Failed { reason, .. } | TrialOutcome::OutOfMemory { reason, .. } => format!(
             "trial {} ({label}) failed for good after attempt {}: {reason}",
             t.id, t.attempt
         ),

@@ -32,6 +32,8 @@
 //! - `child`: one child process: spawn, process group, signals, exit;
 //! - `slurm`: the Slurm backend: batch scripts, sbatch, one squeue per
 //!   round, repair after a crash;
+//! - `pack`: `slots_per_gpu = "auto"` in the loop: which free slot takes
+//!   the next trial, measurements, out of memory retries;
 //! - `tail`: the trial's event file: new lines, training state;
 //! - `stop_rule`: the median stopping rule, watching a trial's events.
 
@@ -39,6 +41,7 @@ mod child;
 mod coordinator;
 mod extra;
 mod launch;
+mod pack;
 pub mod slurm;
 mod stop_rule;
 mod tail;
@@ -124,6 +127,8 @@ struct Ctx {
     /// Slurm: the sweep's jobs are cancelled as it stops (`--cancel`, or
     /// the answer at the Ctrl-C prompt); set before the shutdown level.
     cancel: Arc<AtomicBool>,
+    /// `slots_per_gpu = "auto"` on GPUs: the packing's state.
+    packing: Option<std::sync::Arc<std::sync::Mutex<crate::packing::Packer>>>,
 }
 
 impl Ctx {

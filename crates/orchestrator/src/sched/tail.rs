@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use indicatif::ProgressBar;
 use serde_json::Value as Json;
@@ -14,6 +15,7 @@ use super::stop_rule::StopWatch;
 use super::{io_err, RunError};
 use smolsweep_config::{DivergenceRule, TrainEvent};
 
+use crate::packing::{Packer, Shape};
 use crate::store::{EventLine, Store};
 
 /// What the trial's own files say training has achieved.
@@ -96,6 +98,9 @@ pub(super) struct EventTail<'a> {
     bar: &'a ProgressBar,
     /// The sweep's stop rule, when it has one, looking at each read.
     stop: Option<StopWatch>,
+    /// `slots_per_gpu = "auto"`: where the trial's memory events go, and
+    /// the trial's shape.
+    packing: Option<(Arc<Mutex<Packer>>, Shape)>,
 }
 
 impl<'a> EventTail<'a> {
@@ -107,7 +112,13 @@ impl<'a> EventTail<'a> {
             offset,
             bar,
             stop: None,
+            packing: None,
         }
+    }
+
+    /// Hands the trial's memory events to the packing from now on.
+    pub(super) fn measure(&mut self, packing: Option<(Arc<Mutex<Packer>>, Shape)>) {
+        self.packing = packing;
     }
 
     /// Lets the sweep's stop rule look at every step read from now on.
@@ -154,6 +165,19 @@ impl<'a> EventTail<'a> {
             }
         }
         self.show_last_step(&lines);
+        if let Some((packer, shape)) = &self.packing {
+            for e in &lines {
+                if let Some(TrainEvent::Memory {
+                    peak_reserved_bytes,
+                    ..
+                }) = e.event
+                {
+                    if let Ok(mut p) = packer.lock() {
+                        p.measured(self.trial_id, *shape, peak_reserved_bytes);
+                    }
+                }
+            }
+        }
         let new_offset = offset + end as u64 + 1;
         store
             .record_events(self.trial_id, &lines, new_offset)

@@ -13,7 +13,7 @@ use indicatif::ProgressBar;
 use serde_json::Value as Json;
 use smolsweep_config::{ExitCode, STOP_REQUEST_FILE};
 
-use super::child::{append, log_reason, stop_signal, Exit};
+use super::child::{append, log_reason, out_of_memory, stop_signal, Exit};
 use super::extra::eval_command;
 use super::launch::StageRun;
 use super::slurm::Plan;
@@ -78,6 +78,12 @@ pub(super) async fn run_trial(
         dir.join("out").join(STOP_REQUEST_FILE),
         trial.step.unwrap_or(0).max(0) as u64,
     ));
+    events.measure(ctx.packing.as_ref().map(|p| {
+        (
+            std::sync::Arc::clone(p),
+            super::pack::shape(&ctx.spec, trial),
+        )
+    }));
     let lock_path = dir.join("lock");
     let local = ctx.launcher.is_local();
     if adopted {
@@ -308,6 +314,10 @@ impl Stage<'_> {
             }
             trained_here = true;
             let stopping = self.ctx.shutdown_level() > 0;
+            let oom = match exit {
+                Exit::Code(c) if c != 0 => out_of_memory(&log),
+                _ => None,
+            };
             let outcome = match (exit.contract(), exit) {
                 (Some(ExitCode::Done), _) => continue,
                 (Some(ExitCode::Diverged), _) => match train_state(events.path(), &request) {
@@ -335,6 +345,11 @@ impl Stage<'_> {
                 (_, Exit::Signal(_)) if stopping => interrupted("killed"),
                 (_, Exit::Left) => TrialOutcome::LeftRunning,
                 (_, Exit::Cancelled) => interrupted(CANCELLED),
+                (_, Exit::Code(c)) if oom.is_some() => TrialOutcome::OutOfMemory {
+                    stage: "train".into(),
+                    exit_status: Some(c as i64),
+                    reason: format!("train exited with status {c}: {}", oom.unwrap_or_default()),
+                },
                 (_, Exit::Code(c)) => TrialOutcome::Failed {
                     stage: "train".into(),
                     exit_status: Some(c as i64),
@@ -385,6 +400,10 @@ impl Stage<'_> {
             .run(self.ctx, self.trial, run, None)
             .await?;
         let stopping = self.ctx.shutdown_level() > 0;
+        let oom = match exit {
+            Exit::Code(c) if c != 0 => out_of_memory(&log),
+            _ => None,
+        };
         Ok(match exit {
             Exit::Left => TrialOutcome::LeftRunning,
             Exit::Cancelled => interrupted(CANCELLED),
@@ -402,6 +421,11 @@ impl Stage<'_> {
                 }
             }
             _ if stopping => interrupted("evaluation stopped"),
+            Exit::Code(c) if oom.is_some() => TrialOutcome::OutOfMemory {
+                stage: "eval".into(),
+                exit_status: Some(c as i64),
+                reason: format!("eval exited with status {c}: {}", oom.unwrap_or_default()),
+            },
             Exit::Code(c) => TrialOutcome::Failed {
                 stage: "eval".into(),
                 exit_status: Some(c as i64),

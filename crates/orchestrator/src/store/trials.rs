@@ -108,6 +108,14 @@ pub enum TrialOutcome {
         exit_status: Option<i64>,
         reason: String,
     },
+    /// Ran out of GPU memory (the stage's log says so): recorded as a
+    /// failure, unless the packing of `slots_per_gpu = "auto"` put it
+    /// beside other trials (then retried, not counting the attempt).
+    OutOfMemory {
+        stage: String,
+        exit_status: Option<i64>,
+        reason: String,
+    },
     /// Stopped on request (Ctrl-C) or lost its process: resumes next time.
     Interrupted { reason: String },
     /// The sweep stopped and left it running (a Slurm job): it stays
@@ -239,10 +247,33 @@ impl Store {
         slot: usize,
         cuda_visible_devices: &str,
     ) -> Result<Option<Trial>, StoreError> {
+        self.claim_trial(slot, cuda_visible_devices, None).await
+    }
+
+    /// The trial [`claim`](Self::claim) would take next, without taking it.
+    pub async fn next_pending(&self) -> Result<Option<Trial>, StoreError> {
+        let columns = self.trial_columns().await?;
+        sqlx::query_as::<_, Trial>(&format!(
+            "SELECT {columns} FROM trials WHERE state = 'pending' ORDER BY (step IS NULL), id LIMIT 1"
+        ))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// Claims trial `only` (when still pending), or the next pending one.
+    pub async fn claim_trial(
+        &self,
+        slot: usize,
+        cuda_visible_devices: &str,
+        only: Option<i64>,
+    ) -> Result<Option<Trial>, StoreError> {
         let mut w = self.write().await?;
         let id: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM trials WHERE state = 'pending' ORDER BY (step IS NULL), id LIMIT 1",
+            "SELECT id FROM trials WHERE state = 'pending' AND (? IS NULL OR id = ?) ORDER BY (step IS NULL), id LIMIT 1",
         )
+        .bind(only)
+        .bind(only)
         .fetch_optional(w.conn())
         .await
         .map_err(|e| w.err(e))?;
@@ -324,6 +355,32 @@ impl Store {
     }
 
     /// Records how a trial's run ended. Returns the new state.
+    /// A trial that ran out of GPU memory beside others under
+    /// `slots_per_gpu = "auto"`: back to pending without counting the
+    /// attempt (the packing, not the trial, was wrong), with why in the
+    /// event log and the trial's error.
+    pub async fn requeue_out_of_memory(
+        &self,
+        id: i64,
+        stage: &str,
+        reason: &str,
+        why: &Json,
+    ) -> Result<(), StoreError> {
+        let mut w = self.write().await?;
+        w.execute(
+            sqlx::query(
+                "UPDATE trials SET state = 'pending', pid = NULL, slot = NULL, error = ? WHERE id = ?",
+            )
+            .bind(format!(
+                "{stage} ran out of GPU memory beside other trials (retried with fewer, not counted as an attempt): {reason}"
+            ))
+            .bind(id),
+        )
+        .await?;
+        w.log_event(Some(id), "requeued_out_of_memory", why).await?;
+        w.commit().await
+    }
+
     pub async fn finish(
         &self,
         id: i64,
@@ -432,6 +489,11 @@ impl Store {
                 (TrialState::Diverged, Some(("diverged", Some(3), reason)))
             }
             TrialOutcome::Failed {
+                stage: _,
+                exit_status,
+                reason,
+            }
+            | TrialOutcome::OutOfMemory {
                 stage: _,
                 exit_status,
                 reason,

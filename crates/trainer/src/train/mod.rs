@@ -180,6 +180,8 @@ struct Run<'a> {
     /// base of the throughput and of the time a checkpoint records.
     stepping_since: Instant,
     tokens_at_start: u64,
+    /// The reserved peak the last memory event reported (CUDA).
+    memory_reported: Option<u64>,
 }
 
 impl<'a> Run<'a> {
@@ -211,6 +213,7 @@ impl<'a> Run<'a> {
             watch,
             started,
             stepping_since: Instant::now(),
+            memory_reported: None,
         })
     }
 
@@ -243,6 +246,7 @@ impl<'a> Run<'a> {
             };
             self.at.advance(acc.loss, acc.tokens);
             self.report(events, &acc, &update);
+            self.report_memory(events, false);
             let step = self.at.step;
             if let Some(v) = self.watch.observe(step, acc.loss, update.grad_norm) {
                 return Ok(self.diverged(events, step, v));
@@ -279,6 +283,39 @@ impl<'a> Run<'a> {
         });
         self.bar.set_position(at.step);
         self.bar.set_message(format!("loss {:.4}", acc.loss));
+    }
+
+    /// The memory event, on CUDA: after this process's first step (the
+    /// forward, backward and optimizer state are all allocated by then),
+    /// whenever the reserved peak has grown since (a longer batch), and at
+    /// the end (`last`). Reading the allocator's counters is a host call,
+    /// no device sync.
+    fn report_memory(&mut self, events: &mut dyn EventSink, last: bool) {
+        if !matches!(self.t.device, tch::Device::Cuda(_)) {
+            return;
+        }
+        let m = match smolsweep_kernels::cuda_memory(self.t.device, false) {
+            Ok(m) => m,
+            Err(e) => {
+                if self.memory_reported.is_none() {
+                    tracing::debug!("no memory event: {e}");
+                    self.memory_reported = Some(u64::MAX);
+                }
+                return;
+            }
+        };
+        let peak = m.peak_reserved.max(0) as u64;
+        if !last && self.memory_reported.is_some_and(|r| peak <= r) {
+            return;
+        }
+        self.memory_reported = Some(peak);
+        events.emit(TrainEvent::Memory {
+            step: self.at.step,
+            peak_reserved_bytes: peak,
+            peak_allocated_bytes: m.peak_allocated.max(0) as u64,
+            micro_batch_size: self.t.micro_batch_size as u64,
+            max_seq_len: self.t.cfg.max_seq_len as u64,
+        });
     }
 
     fn checkpoint(&self) -> Result<PathBuf> {
@@ -328,8 +365,9 @@ impl<'a> Run<'a> {
     /// The end of the plan (`early`: None), or of a stop request: a final
     /// checkpoint and the export. After a stop request the checkpoint is
     /// what lets the trial be trained on to the end later.
-    fn finish(self, events: &mut dyn EventSink, early: Option<String>) -> Result<Outcome> {
+    fn finish(mut self, events: &mut dyn EventSink, early: Option<String>) -> Result<Outcome> {
         self.bar.finish_and_clear();
+        self.report_memory(events, true);
         // Final checkpoint too, so a kill during export resumes to "done".
         let path = self.checkpoint()?;
         if early.is_some() {

@@ -289,6 +289,14 @@ fn pick_micro_batch(cfg: &TrialConfig, model: &Llama) -> usize {
         }
         m /= 2;
     }
+    // The probe's cached blocks (those of the sizes that did not fit too)
+    // go back to the device and the peaks restart: what the run then holds
+    // and reports is training's, which a sweep packs trials by.
+    if let Err(e) = smolsweep_kernels::cuda_empty_cache(model.device())
+        .and_then(|()| smolsweep_kernels::cuda_memory(model.device(), true))
+    {
+        tracing::debug!("after the micro-batch probe: {e}");
+    }
     tracing::info!(micro_batch_size = m, "auto micro-batch size");
     m
 }
