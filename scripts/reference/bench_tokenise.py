@@ -11,8 +11,13 @@ conversation prefix (open_instruct/dataset_transformation.py,
 
 usage: bench_tokenise.py MODEL_DIR DATA.jsonl MAX_SEQ_LEN CORES
 prints one JSON line: conversations, tokens, label tokens, seconds, rates.
+Rates per core are given by wall time (seconds x CORES) and by CPU time
+(user + system of this process and its `datasets.map` workers, which have
+exited and been reaped when the map returns): on a shared machine the CPU
+figure is the one to compare with `smolsweep bench tokenise`'s.
 """
 import json
+import resource
 import sys
 import time
 
@@ -49,10 +54,14 @@ def main():
     model, data, max_len, cores = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     tok = AutoTokenizer.from_pretrained(model)
     ds = datasets.load_dataset("json", data_files=data, split="train")
-    start = time.time()
+    def cpu():
+        return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                     resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+    start, cpu0 = time.time(), cpu()
     out = ds.map(encode, fn_kwargs={"tok": tok, "max_len": max_len}, num_proc=cores,
                  remove_columns=ds.column_names, load_from_cache_file=False)
-    secs = time.time() - start
+    secs, cpu_secs = time.time() - start, cpu() - cpu0
     tokens = sum(len(x) for x in out["input_ids"])
     labels = sum(sum(1 for t in x if t != -100) for x in out["labels"])
     n = len(out)
@@ -62,6 +71,9 @@ def main():
         "conversations": n, "tokens": tokens, "label_tokens": labels, "seconds": round(secs, 2),
         "conversations_per_s_per_core": round(n / secs / cores, 1),
         "tokens_per_s_per_core": round(tokens / secs / cores),
+        "cpu_seconds": round(cpu_secs, 2),
+        "conversations_per_cpu_s": round(n / cpu_secs, 1),
+        "tokens_per_cpu_s": round(tokens / cpu_secs),
     }))
 
 

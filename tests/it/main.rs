@@ -36,6 +36,7 @@ mod readme_keys;
 mod rm_e2e;
 mod rm_eval;
 mod rm_parity;
+mod sft_labels_reference;
 mod slurm_backend;
 mod smollm2_reference;
 mod stop_rule;

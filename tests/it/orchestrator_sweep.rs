@@ -116,7 +116,10 @@ fn spec_change_refused_grid_extension_accepted_second_orchestrator_refused() {
         "lr = [1e-5, 2e-5, 4e-5, 8e-5]",
         "[resources]\nslots_per_gpu = 1\n",
     );
-    let s = s.env("STANDIN_STEP_SECONDS", "0.3");
+    // Slow steps: the first orchestrator's trial must still be running
+    // when the Ctrl-C comes, however long the refused second run takes
+    // on a loaded machine (at 0.3 s a step it once finished first).
+    let s = s.env("STANDIN_STEP_SECONDS", "3");
     let mut first = s.spawn();
     assert!(
         wait_for(Duration::from_secs(20), || !trial_processes(&s.out())

@@ -143,6 +143,26 @@ pub enum BenchCommand {
     Generate(BenchGenerateArgs),
     /// One layer's attention over packed rows, forward + backward: varlen flash vs masked SDPA (parity and time).
     Attention(BenchAttentionArgs),
+    /// SFT tokenisation speed: the fast prefix counting vs re-tokenising every prefix (open-instruct's way), same rows, same run.
+    Tokenise(BenchTokeniseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTokeniseArgs {
+    /// Model directory (its tokenizer.json and, for `model`, its chat template).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// SFT data: a file, a dataset directory or a hub-cache path, as `data` in a trial.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// model, chatml or tulu (the `chat_template` trial key).
+    #[arg(long, default_value = "model")]
+    pub chat_template: String,
+    #[arg(long, default_value_t = 2048)]
+    pub max_seq_len: usize,
+    /// Only the first N rows.
+    #[arg(long)]
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::chat::ChatTemplate;
 use crate::error::{ModelError, Result};
 use crate::files::write_json;
+use crate::prefix_tokens::{Boundaries, PrefixTokens};
 
 /// A loaded tokenizer with its special tokens and chat template.
 #[derive(Debug)]
@@ -21,6 +22,8 @@ pub struct TextTokenizer {
     pub pad_token: Option<String>,
     /// The model's Jinja chat template, when the directory has one.
     pub chat_template: Option<String>,
+    /// Where a text may be cut for counting its prefixes' tokens.
+    boundaries: Boundaries,
 }
 
 /// `bos_token` and friends are a string or an AddedToken object.
@@ -49,7 +52,9 @@ impl TextTokenizer {
             path: path.clone(),
             msg: e.to_string(),
         })?;
+        let boundaries = Boundaries::of(&inner);
         let mut tok = TextTokenizer {
+            boundaries,
             inner,
             path,
             bos_token: None,
@@ -122,6 +127,35 @@ impl TextTokenizer {
                 path: self.path.clone(),
                 msg: e.to_string(),
             })
+    }
+
+    /// `text`'s token ids (no post-processor tokens), kept with what
+    /// [`Self::prefix_len`] needs to count its prefixes' tokens cheaply.
+    pub fn encode_prefixable(&self, text: &str) -> Result<PrefixTokens> {
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| ModelError::Tokenizer {
+                path: self.path.clone(),
+                msg: e.to_string(),
+            })?;
+        Ok(PrefixTokens::new(
+            text.to_owned(),
+            enc.get_ids().to_vec(),
+            enc.get_offsets(),
+            &self.boundaries,
+        ))
+    }
+
+    /// The number of tokens `encode_with(prefix, false)` gives, counted
+    /// from `whole` when `prefix` is a prefix of its text (only the part
+    /// after the last added token is tokenised; see `prefix_tokens`).
+    pub fn prefix_len(&self, whole: &PrefixTokens, prefix: &str) -> Result<usize> {
+        Ok(match whole.split(prefix) {
+            Some((n, "")) => n,
+            Some((n, tail)) => n + self.encode_with(tail, false)?.len(),
+            None => self.encode_with(prefix, false)?.len(),
+        })
     }
 
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {

@@ -16,6 +16,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Train(a) => train_step(&a),
         BenchCommand::Generate(a) => generate(&a),
         BenchCommand::Attention(a) => attention(&a),
+        BenchCommand::Tokenise(a) => super::bench_tokenise::run(&a),
     }
 }
 
@@ -185,7 +186,7 @@ fn forward(a: &BenchForwardArgs) -> Result<()> {
 }
 
 /// Peak resident set size of this process (VmHWM), in MiB.
-fn peak_rss_mib() -> Option<f64> {
+pub(crate) fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let kb: f64 = status
         .lines()

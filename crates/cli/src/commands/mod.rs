@@ -2,6 +2,7 @@
 //! `anyhow::Result`, with context naming what failed.
 
 mod bench;
+mod bench_tokenise;
 mod demo_data;
 mod eval;
 mod eval_sweep;

@@ -67,6 +67,9 @@ pub(crate) struct Encoder<'a> {
     bos: String,
     eos: String,
     max_len: usize,
+    /// Re-tokenise every prefix (open-instruct's way) instead of counting
+    /// prefixes from one tokenisation: the reference for tests and bench.
+    reference: bool,
 }
 
 impl<'a> Encoder<'a> {
@@ -81,23 +84,69 @@ impl<'a> Encoder<'a> {
             bos: tokenizer.bos_token.clone().unwrap_or_default(),
             eos: tokenizer.eos_token.clone().unwrap_or_default(),
             max_len,
+            reference: false,
         }
     }
 
-    fn tokens(&self, msgs: &[Message], add_generation_prompt: bool) -> Result<Vec<u32>> {
-        let text = self
+    fn render(&self, msgs: &[Message], add_generation_prompt: bool) -> Result<String> {
+        Ok(self
             .template
-            .render(msgs, add_generation_prompt, &self.bos, &self.eos)?;
-        // The template already holds every special token it wants.
-        Ok(self.tokenizer.encode_with(&text, false)?)
+            .render(msgs, add_generation_prompt, &self.bos, &self.eos)?)
     }
 
+    /// The conversation's ids and label mask. The whole conversation is
+    /// tokenised once; each prefix's length comes from that tokenisation
+    /// plus its tail after the last added token (`PrefixTokens`), which
+    /// equals tokenising the prefix anew, as [`Self::encode_reference`]
+    /// does and as open-instruct does.
     pub(crate) fn encode(&self, msgs: &[Message]) -> Result<Encoded> {
+        if self.reference {
+            return self.encode_reference(msgs);
+        }
         if !msgs.iter().any(|m| m.role == "assistant") {
             return Ok(Encoded::NoAssistant);
         }
-        let ids = self.tokens(msgs, false)?;
-        let mut mask = vec![1u8; ids.len()];
+        // The template already holds every special token it wants.
+        let whole = self
+            .tokenizer
+            .encode_prefixable(&self.render(msgs, false)?)?;
+        let mask = self.mask(msgs, whole.ids().len(), |prefix, gen| {
+            let text = self.render(prefix, gen)?;
+            Ok(self.tokenizer.prefix_len(&whole, &text)?)
+        })?;
+        Ok(self.finish(whole.into_ids(), mask))
+    }
+
+    /// The same by re-tokenising every prefix: open-instruct's way, kept
+    /// as the reference the fast path is tested against.
+    fn encode_reference(&self, msgs: &[Message]) -> Result<Encoded> {
+        if !msgs.iter().any(|m| m.role == "assistant") {
+            return Ok(Encoded::NoAssistant);
+        }
+        let tokens = |prefix: &[Message], gen: bool| -> Result<Vec<u32>> {
+            Ok(self
+                .tokenizer
+                .encode_with(&self.render(prefix, gen)?, false)?)
+        };
+        let ids = tokens(msgs, false)?;
+        let mask = self.mask(
+            msgs,
+            ids.len(),
+            |prefix, gen| Ok(tokens(prefix, gen)?.len()),
+        )?;
+        Ok(self.finish(ids, mask))
+    }
+
+    /// Masks every non-assistant message's span: from the token count of
+    /// the conversation before it to that of the conversation through it
+    /// (with the generation prompt when an assistant turn follows).
+    fn mask(
+        &self,
+        msgs: &[Message],
+        n: usize,
+        prefix_len: impl Fn(&[Message], bool) -> Result<usize>,
+    ) -> Result<Vec<u8>> {
+        let mut mask = vec![1u8; n];
         for (i, m) in msgs.iter().enumerate() {
             if m.role == "assistant" {
                 continue;
@@ -105,13 +154,19 @@ impl<'a> Encoder<'a> {
             let start = if i == 0 {
                 0
             } else {
-                self.tokens(&msgs[..i], false)?.len()
+                prefix_len(&msgs[..i], false)?
             };
             let next_is_assistant = msgs.get(i + 1).is_some_and(|n| n.role == "assistant");
-            let end = self.tokens(&msgs[..=i], next_is_assistant)?.len();
-            let (s, e) = (start.min(ids.len()), end.min(ids.len()));
+            let end = prefix_len(&msgs[..=i], next_is_assistant)?;
+            let (s, e) = (start.min(n), end.min(n));
             mask[s..e].iter_mut().for_each(|x| *x = 0);
         }
+        Ok(mask)
+    }
+
+    /// Truncation keeping the start; a sample left without labels is
+    /// dropped.
+    fn finish(&self, ids: Vec<u32>, mask: Vec<u8>) -> Encoded {
         let truncated = ids.len() > self.max_len;
         let (ids, mask) = if truncated {
             (ids[..self.max_len].to_vec(), mask[..self.max_len].to_vec())
@@ -119,13 +174,13 @@ impl<'a> Encoder<'a> {
             (ids, mask)
         };
         if mask.iter().skip(1).all(|&x| x == 0) {
-            return Ok(Encoded::TruncatedAway);
+            return Encoded::TruncatedAway;
         }
-        Ok(Encoded::Sample {
+        Encoded::Sample {
             ids,
             mask,
             truncated,
-        })
+        }
     }
 }
 
@@ -251,7 +306,26 @@ pub fn tokenize(
     template: &ChatTemplate,
     max_len: usize,
 ) -> Result<TokenizedData> {
-    let enc = Encoder::new(tokenizer, template, max_len);
+    tokenize_with(Encoder::new(tokenizer, template, max_len), records)
+}
+
+/// [`tokenize`] by re-tokenising every conversation prefix, as
+/// open-instruct does: the same result, slower; the reference that tests
+/// and `smolsweep bench tokenise` compare the fast path with.
+pub fn tokenize_reference(
+    records: &[Record],
+    tokenizer: &TextTokenizer,
+    template: &ChatTemplate,
+    max_len: usize,
+) -> Result<TokenizedData> {
+    let enc = Encoder {
+        reference: true,
+        ..Encoder::new(tokenizer, template, max_len)
+    };
+    tokenize_with(enc, records)
+}
+
+fn tokenize_with(enc: Encoder<'_>, records: &[Record]) -> Result<TokenizedData> {
     let never = AtomicBool::new(false);
     let mut data = TokenizedData {
         offsets: vec![0],

@@ -18,7 +18,7 @@ pub mod preference;
 use serde::{Deserialize, Serialize};
 
 pub use cache::{save_cache, CacheMap, Invalid};
-pub use encode::{parse_messages, read_records, tokenize};
+pub use encode::{parse_messages, read_records, tokenize, tokenize_reference};
 pub use load::{cache_key, load_or_build, DataSpec, Loaded, Origin};
 
 /// Counts reported after tokenisation.
