@@ -141,7 +141,7 @@ check() {
     sed 's/^/  | /' "$work/info.txt" >&2
     grep -q '^libtorch path   /opt/smolsweep/lib/torch/lib/libtorch_cpu.so$' "$work/info.txt" ||
         fail "smolsweep info did not load the image's libtorch (/opt/smolsweep/lib/torch/lib)"
-    grep -q '^libtorch_cuda   loaded' "$work/info.txt" ||
+    grep -q '^libtorch_cuda   loaded (/opt/smolsweep/lib/torch/lib/libtorch_cuda.so)$' "$work/info.txt" ||
         fail "libtorch_cuda.so (and the CUDA libraries it needs) did not load in the image"
 
     # Every bundled library's dependencies are in the image (each library
