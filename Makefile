@@ -13,7 +13,7 @@ MODEL := models/SmolLM2-135M-Instruct
 # Resolved once per make run, installing torch if needed.
 LIBTORCH_DIR = $(eval LIBTORCH_DIR := $(shell scripts/libtorch.sh))$(LIBTORCH_DIR)
 
-.PHONY: all build test lint fmt weights demo demo-dpo chat bench clean-models slurm device-check device-check-dry
+.PHONY: all build test lint fmt weights demo demo-dpo chat bench clean-models slurm docker docker-check device-check device-check-dry
 
 all: build
 
@@ -33,11 +33,29 @@ lint:
 # The Slurm tests start their own single-node cluster from Debian's
 # packages (scripts/slurm-cluster.sh, stopped when the tests exit); they are
 # installed here, and skipped with a printed reason where they cannot be.
-test: lint weights slurm
+# docker-check builds the image once and runs it (below).
+test: lint weights slurm docker-check
 	LIBTORCH=$(LIBTORCH_DIR) $(CARGO) test $(CARGO_FLAGS) --workspace
 
 slurm:
 	@scripts/slurm-cluster.sh install || echo "Slurm packages not installed: the Slurm tests will be skipped" >&2
+
+# The image for GPU nodes (docker/Dockerfile), smolsweep:VERSION and
+# smolsweep:latest, built without a registry: the base from mmdebstrap,
+# under the running Docker daemon or one started for the build and
+# stopped after it (scripts/dockerd.sh; README, "Containers").
+docker: build
+	scripts/dockerd.sh install
+	scripts/dockerd.sh run scripts/docker-image.sh build $(BIN) $(LIBTORCH_DIR)
+
+# CI's check of the image: build it, then `smolsweep info` and three
+# training steps inside it. Skipped, saying why, where no Docker daemon or
+# container can run (exit 77 from the scripts); any other failure fails.
+docker-check: build
+	@rc=0; { scripts/dockerd.sh install && \
+	  scripts/dockerd.sh run scripts/docker-image.sh check $(BIN) $(LIBTORCH_DIR); } || rc=$$?; \
+	if [ $$rc -eq 77 ]; then echo "docker-check: SKIPPED: Docker cannot run here (reason above)" >&2; \
+	elif [ $$rc -ne 0 ]; then exit $$rc; fi
 
 # The demo sweep (README, "The demo sweep"): a tiny model trained from
 # scratch on generated data over a 4 x 3 LR x BS grid, every point

@@ -55,13 +55,32 @@ pub fn resolve_kind(dtype: DType, device: Device) -> Kind {
 pub fn load_cuda_backend() -> bool {
     static LOADED: OnceLock<bool> = OnceLock::new();
     *LOADED.get_or_init(|| {
-        let lib_dir = option_env!("SMOLSWEEP_LIBTORCH_LIB").unwrap_or("");
-        let mut candidates = vec!["libtorch_cuda.so".to_owned()];
-        if !lib_dir.is_empty() {
-            candidates.insert(0, format!("{lib_dir}/libtorch_cuda.so"));
-        }
-        candidates.iter().any(|c| dlopen_global(c))
+        let build_dir = option_env!("SMOLSWEEP_LIBTORCH_LIB").unwrap_or("");
+        cuda_candidates(loaded_libtorch_path().as_deref(), build_dir)
+            .iter()
+            .any(|c| dlopen_global(c))
     })
+}
+
+/// Where `libtorch_cuda.so` is looked for, best first: beside the
+/// `libtorch_cpu.so` this process loaded, then in the build-time lib
+/// directory, then on the loader's search path. The loaded one comes first
+/// so that a binary whose rpath was rewritten (the container image's,
+/// docker/Dockerfile) pairs with its own libtorch, not with a build-time
+/// directory that happens to exist where it runs.
+fn cuda_candidates(loaded_cpu: Option<&str>, build_dir: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let beside = loaded_cpu
+        .and_then(|p| std::path::Path::new(p).parent())
+        .map(|d| d.display().to_string());
+    for dir in [beside.as_deref(), Some(build_dir)].into_iter().flatten() {
+        let c = format!("{dir}/libtorch_cuda.so");
+        if !dir.is_empty() && !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    out.push("libtorch_cuda.so".to_owned());
+    out
 }
 
 #[allow(unsafe_code)]
@@ -79,10 +98,16 @@ fn dlopen_global(path: &str) -> bool {
 /// The path of the libtorch shared library this process actually loaded,
 /// read from `/proc/self/maps` (what `info` reports, not what we hoped).
 pub fn loaded_libtorch_path() -> Option<String> {
+    loaded_library_path("libtorch_cpu.so")
+}
+
+/// The path of the loaded shared library whose file name is `name`, read
+/// from `/proc/self/maps`.
+pub fn loaded_library_path(name: &str) -> Option<String> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     maps.lines()
         .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| p.ends_with("libtorch_cpu.so"))
+        .find(|p| std::path::Path::new(p).file_name() == Some(std::ffi::OsStr::new(name)))
         .map(str::to_owned)
 }
 
@@ -106,6 +131,26 @@ mod tests {
         assert!("cuda:x".parse::<DeviceSpec>().is_err());
         assert_eq!(resolve_kind(DType::Auto, Device::Cpu), Kind::Float);
         assert_eq!(resolve_kind(DType::Auto, Device::Cuda(0)), Kind::BFloat16);
+    }
+
+    #[test]
+    fn cuda_is_looked_for_beside_the_loaded_libtorch_first() {
+        assert_eq!(
+            cuda_candidates(
+                Some("/opt/smolsweep/lib/torch/lib/libtorch_cpu.so"),
+                "/venv/torch/lib"
+            ),
+            [
+                "/opt/smolsweep/lib/torch/lib/libtorch_cuda.so",
+                "/venv/torch/lib/libtorch_cuda.so",
+                "libtorch_cuda.so"
+            ]
+        );
+        assert_eq!(
+            cuda_candidates(Some("/venv/torch/lib/libtorch_cpu.so"), "/venv/torch/lib"),
+            ["/venv/torch/lib/libtorch_cuda.so", "libtorch_cuda.so"]
+        );
+        assert_eq!(cuda_candidates(None, ""), ["libtorch_cuda.so"]);
     }
 
     #[test]

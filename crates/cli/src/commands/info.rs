@@ -22,9 +22,13 @@ pub fn run() -> Result<()> {
     println!(
         "libtorch_cuda   {}",
         if cuda_lib {
-            "loaded"
+            // Which one: beside libtorch_cpu, or another found on the way.
+            match device::loaded_library_path("libtorch_cuda.so") {
+                Some(p) => format!("loaded ({p})"),
+                None => "loaded".to_owned(),
+            }
         } else {
-            "not found (CPU-only build?)"
+            "not found (CPU-only build?)".to_owned()
         }
     );
     let cuda = tch::Cuda::is_available();
