@@ -60,7 +60,7 @@ impl Boundaries {
         let tokens = tok
             .get_added_tokens_decoder()
             .into_iter()
-            .filter(|(_, t)| !t.lstrip && !t.rstrip && !(t.normalized && has_normalizer))
+            .filter(|(_, t)| !(t.lstrip || t.rstrip || (t.normalized && has_normalizer)))
             .map(|(id, t)| (id, t.content))
             .collect();
         Boundaries { tokens }
