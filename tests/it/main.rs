@@ -15,6 +15,7 @@ mod data_cache;
 mod demo_e2e;
 mod dpo_e2e;
 mod dpo_parity;
+mod dpo_reward_eval;
 mod error_chains;
 mod eval_bad_inputs;
 mod eval_grow;
