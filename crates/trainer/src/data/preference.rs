@@ -560,6 +560,13 @@ mod tests {
         rows
     }
 
+    fn string_rows(rows: &[smolsweep_datasets::Row]) -> Vec<smolsweep_datasets::Row> {
+        rows.iter()
+            .filter(|r| r.get("chosen").is_some_and(serde_json::Value::is_string))
+            .cloned()
+            .collect()
+    }
+
     /// A streamed build writes the very bytes of tokenising every row in
     /// memory and saving both sides, whatever the chunk size, from JSONL,
     /// Parquet, a dataset directory, or several paths.
@@ -575,11 +582,13 @@ mod tests {
             .map(|r| format!("{}\n", serde_json::Value::Object(r.clone())))
             .collect();
         std::fs::write(&jsonl, text).expect("jsonl");
+        // One Parquet file has one schema: the prompt + strings rows.
+        let strings = string_rows(&rows);
         let pq = dir.path().join("p.parquet");
-        smolsweep_datasets::write_parquet(&pq, &rows).expect("parquet");
+        smolsweep_datasets::write_parquet(&pq, &strings).expect("parquet");
         let ds = dir.path().join("ds");
         std::fs::create_dir_all(ds.join("data")).expect("mkdir");
-        smolsweep_datasets::write_parquet(&ds.join("data/train-00000-of-00001.parquet"), &rows)
+        smolsweep_datasets::write_parquet(&ds.join("data/train-00000-of-00001.parquet"), &strings)
             .expect("dataset dir");
         let never = AtomicBool::new(false);
         for data in [
@@ -603,11 +612,11 @@ mod tests {
                 stats.dropped_no_labels > 0 && stats.truncated_chosen > 0,
                 "{stats:?}"
             );
-            let (ca, ra) = (dir.path().join("a.chosen"), dir.path().join("a.rejected"));
+            let (ca, ra) = (dir.path().join("a-chosen.bin"), dir.path().join("a-rejected.bin"));
             save_cache(&ca, &c).expect("save");
             save_cache(&ra, &r).expect("save");
             for chunk in [1, 7, 1000] {
-                let (cb, rb) = (dir.path().join("b.chosen"), dir.path().join("b.rejected"));
+                let (cb, rb) = (dir.path().join("b-chosen.bin"), dir.path().join("b-rejected.bin"));
                 let streamed = build_cache(&spec, (&cb, &rb), &never, chunk).expect("stream");
                 assert_eq!(streamed, stats, "{data:?}, chunks of {chunk}");
                 for (a, b) in [(&ca, &cb), (&ra, &rb)] {
@@ -628,7 +637,8 @@ mod tests {
         let dir = crate::data::encode::tests::tokenizer_dir();
         let tok = TextTokenizer::from_dir(dir.path()).expect("tok");
         let t = ChatTemplate::builtin("chatml").expect("chatml");
-        let mut rows = fixture_rows();
+        // One schema, so that Parquet holds the same rows.
+        let mut rows = string_rows(&fixture_rows());
         // Row 31 (1-based) lacks `rejected`: in the second chunk of 30 rows.
         rows[30].remove("rejected");
         let jsonl = dir.path().join("bad.jsonl");
@@ -650,7 +660,7 @@ mod tests {
                 max_len: 40,
                 cache_dir: dir.path().join("cache"),
             };
-            let (cb, rb) = (dir.path().join("b.chosen"), dir.path().join("b.rejected"));
+            let (cb, rb) = (dir.path().join("b-chosen.bin"), dir.path().join("b-rejected.bin"));
             let e = build_cache(&spec, (&cb, &rb), &never, 30)
                 .expect_err("bad row")
                 .to_string();
