@@ -40,7 +40,7 @@ common=(--batch "$BATCH" --max-len "$MAX_LEN" --steps "$STEPS" --beta "$BETA" --
             --work "$WORK/smolsweep" "${common[@]}"
     done
     TQDM_DISABLE=1 "$PYTHON" "$ref" trl "$MODEL" "$WORK/pairs.jsonl" "${common[@]}" 2>"$WORK/trl.stderr"
-} | tee "$WORK/results.jsonl"
+} | grep --line-buffered "^{\"impl\"" | tee "$WORK/results.jsonl"
 "$PYTHON" - "$WORK/results.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
