@@ -15,6 +15,8 @@ mod data_cache;
 mod demo_e2e;
 mod dpo_e2e;
 mod dpo_parity;
+mod dpo_reward_eval;
+mod dpo_sweep;
 mod error_chains;
 mod eval_bad_inputs;
 mod eval_grow;

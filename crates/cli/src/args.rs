@@ -370,7 +370,7 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// NAME or NAME=PATH (repeatable): arc_easy, arc_challenge, hellaswag, piqa, gsm8k, ifeval,
-    /// mmlu_pro, bbh; PATH is a Parquet/JSONL file or an HF dataset directory (or hub cache folder).
+    /// mmlu_pro, bbh, dpo_reward_accuracy (a DPO policy); rewardbench, preference_accuracy (a reward model); PATH is a Parquet/JSONL file or an HF dataset directory (or hub cache folder).
     #[arg(long = "task", required = true)]
     pub tasks: Vec<String>,
     /// Where tasks without a PATH are found: NAME/ folders or hub cache folders (datasets--ORG--NAME).
@@ -400,6 +400,15 @@ pub struct EvalArgs {
     /// One JSON line per example.
     #[arg(long)]
     pub samples: Option<PathBuf>,
+    /// dpo_reward_accuracy: the reference model (default: the one the DPO export names).
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// dpo_reward_accuracy: beta of the implicit reward (default: the DPO export's).
+    #[arg(long)]
+    pub beta: Option<f64>,
+    /// dpo_reward_accuracy: `dpo_norm` (length-normalised) or `dpo` (default: the DPO export's).
+    #[arg(long)]
+    pub dpo_loss: Option<String>,
 }
 
 #[derive(Debug, Args)]

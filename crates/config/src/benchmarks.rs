@@ -19,6 +19,9 @@ word_enum! {
         // chosen and rejected answers, not by an LM's log-likelihoods.
         Rewardbench = "rewardbench",
         PreferenceAccuracy = "preference_accuracy",
+        // A DPO policy's implicit reward beta * (log pi - log ref) of each
+        // side, against the reference it was trained from.
+        DpoRewardAccuracy = "dpo_reward_accuracy",
         MmluPro = "mmlu_pro",
         Bbh = "bbh",
     }
@@ -125,7 +128,9 @@ impl Task {
                 "inst_level_loose_acc",
             ],
             Task::Rewardbench => REWARDBENCH_METRICS,
-            Task::PreferenceAccuracy => &["accuracy", "margin", "chosen_reward", "rejected_reward"],
+            Task::PreferenceAccuracy | Task::DpoRewardAccuracy => {
+                &["accuracy", "margin", "chosen_reward", "rejected_reward"]
+            }
             // smollm2: MCF accuracy; lm-eval: CoT exact match.
             Task::MmluPro => &["acc", "exact_match"],
             Task::Bbh => &["exact_match"],
@@ -141,7 +146,7 @@ impl Task {
             Task::MmluPro => "acc",
             Task::Bbh => "exact_match",
             Task::Rewardbench => "average",
-            Task::PreferenceAccuracy => "accuracy",
+            Task::PreferenceAccuracy | Task::DpoRewardAccuracy => "accuracy",
         }
     }
 
@@ -161,7 +166,7 @@ impl Task {
             Task::Ifeval => "train",
             Task::Rewardbench => "filtered",
             // UltraFeedback's preference test split; a file is read whole.
-            Task::PreferenceAccuracy => "test_prefs",
+            Task::PreferenceAccuracy | Task::DpoRewardAccuracy => "test_prefs",
             Task::MmluPro => "test",
             // lighteval/big_bench_hard has only `train`; lm-eval's copies
             // (lukaemon/bbh, SaylorTwift/bbh) only `test`, tried next.
@@ -229,7 +234,9 @@ impl Task {
             Task::Gsm8k => &["openai/gsm8k"],
             Task::Ifeval => &["google/IFEval"],
             Task::Rewardbench => &["allenai/reward-bench"],
-            Task::PreferenceAccuracy => &["allenai/ultrafeedback_binarized_cleaned"],
+            Task::PreferenceAccuracy | Task::DpoRewardAccuracy => {
+                &["allenai/ultrafeedback_binarized_cleaned"]
+            }
             Task::MmluPro => &["TIGER-Lab/MMLU-Pro"],
             Task::Bbh => &[
                 "lighteval/big_bench_hard",
@@ -257,6 +264,12 @@ impl Task {
     /// causal LM.
     pub fn is_reward(self) -> bool {
         matches!(self, Task::Rewardbench | Task::PreferenceAccuracy)
+    }
+
+    /// Scored by a DPO policy against its reference (the implicit reward),
+    /// not by a causal LM alone nor by a reward model.
+    pub fn is_dpo(self) -> bool {
+        matches!(self, Task::DpoRewardAccuracy)
     }
 
     /// Scored by log-likelihood (multiple choice) rather than generation.

@@ -138,6 +138,33 @@ pub struct RewardMetrics {
     pub rejected: f64,
 }
 
+/// The name the record, `status --json`, `export` and the report give a
+/// trial's final training metrics as a group: `train/rewards/accuracy`
+/// beside the eval tasks' `arc_easy/acc_norm`.
+pub const TRAIN_METRICS: &str = "train";
+
+/// The final training metrics the report draws as contours, as a DPO and
+/// a reward-model step log them: the reward accuracy and margin (the
+/// others, recorded too, are the rewards and log-probs they are made of).
+pub const TRAIN_HEADLINES: &[&str] = &[
+    "rewards/accuracy",
+    "rewards/margin",
+    "rm/accuracy",
+    "rm/reward_margin",
+];
+
+/// A metrics struct's fields under their serde names: the one place the
+/// names are declared is the struct's `rename`s.
+fn named<T: Serialize>(m: &T) -> Vec<(String, f64)> {
+    match serde_json::to_value(m) {
+        Ok(serde_json::Value::Object(o)) => o
+            .into_iter()
+            .filter_map(|(k, v)| v.as_f64().map(|v| (k, v)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Which rule declared a run diverged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -198,6 +225,22 @@ impl TrainEvent {
             TrainEvent::Preempted { .. } => "preempted",
             TrainEvent::Done { .. } => "done",
             TrainEvent::StoppedEarly { .. } => "stopped_early",
+        }
+    }
+
+    /// A step's stage metrics beside its loss, under the names its line
+    /// gives them (`rewards/accuracy`, `rm/reward_margin`, ...): none for
+    /// an SFT step or another event.
+    pub fn step_metrics(&self) -> Vec<(String, f64)> {
+        match self {
+            TrainEvent::Step {
+                preference, reward, ..
+            } => {
+                let mut out = preference.as_ref().map(named).unwrap_or_default();
+                out.extend(reward.as_ref().map(named).unwrap_or_default());
+                out
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -350,6 +393,57 @@ mod tests {
             line.ends_with(r#""total_steps":4,"rm/accuracy":0.5,"rm/reward_margin":0.25,"rm/chosen_rewards":0.25,"rm/rejected_rewards":0.0}"#),
             "{line}"
         );
+        let names: Vec<(String, f64)> = e.step_metrics();
         assert_eq!(TrainEvent::parse(&line), Some(e));
+        assert_eq!(
+            names,
+            [
+                ("rm/accuracy", 0.5),
+                ("rm/reward_margin", 0.25),
+                ("rm/chosen_rewards", 0.25),
+                ("rm/rejected_rewards", 0.0),
+            ]
+            .map(|(k, v)| (k.to_string(), v))
+        );
+    }
+
+    /// The headlines the report draws are names a step line writes.
+    #[test]
+    fn train_headlines_are_step_metric_names() {
+        let dpo = TrainEvent::Step {
+            step: 1,
+            epoch: 0.5,
+            loss: 0.5,
+            lr: 1e-6,
+            grad_norm: 1.0,
+            tokens: 10,
+            tokens_per_s: 5.0,
+            elapsed_s: 2.0,
+            total_steps: 4,
+            preference: Some(PreferenceMetrics {
+                rewards_chosen: 1.0,
+                rewards_rejected: -2.5,
+                rewards_accuracy: 1.0,
+                rewards_margin: 3.5,
+                logps_chosen: -1.0,
+                logps_rejected: -2.0,
+            }),
+            reward: Some(RewardMetrics {
+                accuracy: 0.5,
+                margin: 0.25,
+                chosen: 0.25,
+                rejected: 0.0,
+            }),
+        };
+        let names: Vec<String> = dpo.step_metrics().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(names.len(), 10, "{names:?}");
+        for h in TRAIN_HEADLINES {
+            assert!(names.iter().any(|n| n == h), "{h}: {names:?}");
+        }
+        let done = TrainEvent::Checkpoint {
+            step: 1,
+            path: "c".into(),
+        };
+        assert!(done.step_metrics().is_empty());
     }
 }

@@ -30,7 +30,10 @@ pub use enums::{
 };
 pub use error::ConfigError;
 pub use eval::EvalConfig;
-pub use events::{DivergenceRule, PreferenceMetrics, RewardMetrics, TrainEvent, STOP_REQUEST_FILE};
+pub use events::{
+    DivergenceRule, PreferenceMetrics, RewardMetrics, TrainEvent, STOP_REQUEST_FILE,
+    TRAIN_HEADLINES, TRAIN_METRICS,
+};
 pub use exit::ExitCode;
 pub use results::{EvalResults, Metric, TaskResult};
 pub use state::TrialState;

@@ -231,13 +231,15 @@ pub fn load_task(spec: &TaskSpec, sources: &DataSources, limit: Option<usize>) -
                 .collect::<Result<_>>()?;
             Docs::Gsm8k { docs, fewshot }
         }
-        TaskKind::Rewardbench | TaskKind::PreferenceAccuracy => Docs::Preference(
-            records
-                .iter()
-                .enumerate()
-                .map(|(i, r)| crate::reward::preference_doc(kind, i, r))
-                .collect::<Result<_>>()?,
-        ),
+        TaskKind::Rewardbench | TaskKind::PreferenceAccuracy | TaskKind::DpoRewardAccuracy => {
+            Docs::Preference(
+                records
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| crate::reward::preference_doc(kind, i, r))
+                    .collect::<Result<_>>()?,
+            )
+        }
         TaskKind::MmluPro => {
             let docs = records
                 .iter()

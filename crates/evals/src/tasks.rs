@@ -364,7 +364,7 @@ pub fn mc_doc(task: TaskKind, index: usize, rec: &Record) -> Result<McDoc> {
                 msg: "not a multiple-choice task".into(),
             })
         }
-        TaskKind::Rewardbench | TaskKind::PreferenceAccuracy => {
+        TaskKind::Rewardbench | TaskKind::PreferenceAccuracy | TaskKind::DpoRewardAccuracy => {
             return Err(EvalError::Task {
                 task: task.name().to_owned(),
                 msg: "not a multiple-choice task".into(),

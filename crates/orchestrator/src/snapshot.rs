@@ -10,11 +10,13 @@ use serde_json::{json, Value as Json};
 use smolsweep_config::TrialState;
 
 use crate::locks;
-use crate::store::{job_json, now, Score, SlurmJob, Store, StoreError, Trial, DEFAULT_SET};
+use crate::store::{
+    job_json, now, FinalMetrics, Score, SlurmJob, Store, StoreError, Trial, DEFAULT_SET,
+};
 use smolsweep_config::paper::{self, paper_scores, PaperScore, PAPER_ROWS};
 use smolsweep_config::results::Metric;
 use smolsweep_config::value::format_float;
-use smolsweep_config::SweepSpec;
+use smolsweep_config::{SweepSpec, TRAIN_METRICS};
 
 /// A trial's row as status and export see it.
 #[derive(Debug, Clone)]
@@ -28,6 +30,9 @@ pub struct TrialView {
     pub paper: Vec<PaperScore>,
     /// The Slurm job of its latest attempt (Slurm backend).
     pub slurm: Option<SlurmJob>,
+    /// Its final training metrics (a DPO or reward-model trial's last
+    /// logged rewards), when it logged any.
+    pub train: Option<FinalMetrics>,
 }
 
 /// Everything `status` and `export` print.
@@ -41,6 +46,8 @@ pub struct Snapshot {
     pub metrics: Vec<(String, String)>,
     /// The paper's rows any trial has, in the paper's order.
     pub paper_rows: Vec<&'static str>,
+    /// Every final training metric any trial has, sorted.
+    pub train_metrics: Vec<String>,
     /// The results set whose scores these are (`default`: the sweep's
     /// own `[eval]`).
     pub results_set: String,
@@ -77,6 +84,7 @@ pub async fn read_set(spec: &SweepSpec, results: Option<&str>) -> Result<Snapsho
         });
     }
     let mut scores = store.set_scores(set).await?;
+    let mut train = store.final_train_metrics().await?;
     let mut jobs: BTreeMap<i64, SlurmJob> = BTreeMap::new();
     for j in store.slurm_jobs().await? {
         // Ordered by attempt: the latest stays.
@@ -132,6 +140,7 @@ pub async fn read_set(spec: &SweepSpec, results: Option<&str>) -> Result<Snapsho
                 };
             let scores = by_trial.remove(&t.id).unwrap_or_default();
             TrialView {
+                train: train.remove(&t.id),
                 paper: paper_of(&scores),
                 scores,
                 trial: t,
@@ -149,7 +158,14 @@ pub async fn read_set(spec: &SweepSpec, results: Option<&str>) -> Result<Snapsho
                 .any(|v: &TrialView| v.paper.iter().any(|p| p.row == *n))
         })
         .collect();
+    let mut train_metrics: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.train.iter().flat_map(|f| f.metrics.keys().cloned()))
+        .collect();
+    train_metrics.sort();
+    train_metrics.dedup();
     Ok(Snapshot {
+        train_metrics,
         name: sweep.name,
         paper_rows,
         axes: spec.grid.iter().map(|a| a.key.clone()).collect(),
@@ -419,6 +435,12 @@ pub fn render_json(s: &Snapshot) -> Json {
                     "from": p.from,
                 }))).collect::<serde_json::Map<String, Json>>(),
                 "slurm": r.slurm.as_ref().map(job_json),
+                // The last logged step's rewards (DPO, RM), beside the
+                // eval scores; null for an SFT trial.
+                TRAIN_METRICS: r.train.as_ref().map(|f| json!({
+                    "step": f.step,
+                    "metrics": f.metrics,
+                })),
             })
         })
         .collect();
@@ -440,7 +462,8 @@ fn csv_cell(s: &str) -> String {
 }
 
 /// One CSV row per trial: hyperparameters (every trial key, the axes
-/// first), state, attempt, steps, loss, and every score as `task/metric`.
+/// first), state, attempt, steps, loss, every score as `task/metric`, and
+/// every final training metric as `train/metric` (DPO and RM trials).
 pub fn render_csv(spec: &SweepSpec, s: &Snapshot) -> String {
     let fixed: Vec<String> = spec
         .train
@@ -474,6 +497,9 @@ pub fn render_csv(spec: &SweepSpec, s: &Snapshot) -> String {
     for name in &s.paper_rows {
         header.push(format!("paper/{name}"));
         header.push(format!("paper/{name}/stderr"));
+    }
+    for m in &s.train_metrics {
+        header.push(format!("{TRAIN_METRICS}/{m}"));
     }
     let mut out = header
         .iter()
@@ -519,6 +545,13 @@ pub fn render_csv(spec: &SweepSpec, s: &Snapshot) -> String {
             let p = r.paper.iter().find(|p| p.row == *name);
             row.push(opt(p.map(|p| p.value.to_string())));
             row.push(opt(p.and_then(|p| p.stderr).map(|e| e.to_string())));
+        }
+        for m in &s.train_metrics {
+            row.push(opt(r
+                .train
+                .as_ref()
+                .and_then(|f| f.metrics.get(m))
+                .map(|v| v.to_string())));
         }
         out.push_str(
             &row.iter()

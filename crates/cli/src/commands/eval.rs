@@ -2,7 +2,9 @@
 //! (and samples.jsonl). The data of every task is read and checked before
 //! the model is loaded, so a bad row fails in a second, not after an hour.
 //! Reward-model tasks load the model as a sequence classifier
-//! (`smolsweep_evals::reward`).
+//! (`smolsweep_evals::reward`); `dpo_reward_accuracy` loads the policy's
+//! reference beside it and scores the implicit reward with the trainer's
+//! log-probs (`smolsweep_trainer::dpo::implicit`).
 
 use std::io::Write;
 
@@ -69,13 +71,29 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         gsm8k_fewshot: usize::try_from(a.gsm8k_fewshot).context("--gsm8k-fewshot")?,
         ..Default::default()
     };
+    if a.limit.is_some() && tasks.iter().any(|t| t.kind.is_dpo()) {
+        anyhow::bail!(
+            "--limit: dpo_reward_accuracy scores every pair of its data; give it a smaller file"
+        );
+    }
     let results = if tasks.iter().any(|t| t.kind.is_reward()) {
         let rm = load_reward_model(&a.model)?;
         smolsweep_evals::reward::evaluate(&rm, &a.model.model, &tasks, &opts)
             .context("evaluating")?
     } else {
+        // The implicit-reward task runs on the trainer's log-probs, beside
+        // the benchmarks.
+        let (dpo, lm): (Vec<_>, Vec<_>) = tasks.into_iter().partition(|t| t.kind.is_dpo());
         let m = load_model(&a.model)?;
-        evaluate(&m, &tasks, &opts).context("evaluating")?
+        let mut r = evaluate(&m, &lm, &opts).context("evaluating")?;
+        for d in &dpo {
+            let t = std::time::Instant::now();
+            let result = dpo_reward_accuracy(a, &m, d)
+                .with_context(|| format!("evaluating {}", d.kind.name()))?;
+            r.total_wall_s += t.elapsed().as_secs_f64();
+            r.tasks.insert(d.kind.name().to_owned(), result);
+        }
+        r
     };
     let json = serde_json::to_string_pretty(&results)?;
     match &a.out {
@@ -113,4 +131,122 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `dpo_reward_accuracy`: the policy `m` against its reference on the
+/// task's pairs, with the beta, loss and max length its DPO export names
+/// (or the flags').
+fn dpo_reward_accuracy(
+    a: &EvalArgs,
+    m: &smolsweep_model::LoadedModel,
+    data: &smolsweep_evals::TaskData,
+) -> Result<smolsweep_evals::TaskResult> {
+    use smolsweep_trainer::dpo::implicit::{self, DpoExport, DPO_EXPORT_FILE};
+    let recorded = DpoExport::read(&m.dir)?;
+    let missing = |what: &str, flag: &str| {
+        anyhow::anyhow!(
+            "{}: no {DPO_EXPORT_FILE} naming the {what} (not a smolsweep DPO export); give {flag}",
+            m.dir.display()
+        )
+    };
+    let reference = match (&a.reference, recorded.as_ref()) {
+        (Some(r), _) => r.clone(),
+        (None, Some(rec)) => rec.reference_model.clone().ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: the policy's reference was a random initialisation (`init = \"random\"`), \
+                 which no directory holds; give --reference",
+                m.dir.join(DPO_EXPORT_FILE).display()
+            )
+        })?,
+        (None, None) => return Err(missing("reference model", "--reference")),
+    };
+    let beta = match (a.beta, recorded.as_ref()) {
+        (Some(b), _) => b,
+        (None, Some(rec)) => rec.beta,
+        (None, None) => return Err(missing("beta", "--beta")),
+    };
+    let dpo_loss = match (&a.dpo_loss, recorded.as_ref()) {
+        (Some(l), _) => l
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--dpo-loss {e}"))?,
+        (None, Some(rec)) => rec.dpo_loss,
+        (None, None) => smolsweep_config::DpoLoss::DpoNorm,
+    };
+    let settings = DpoExport {
+        reference_model: Some(reference.clone()),
+        beta,
+        dpo_loss,
+        // Tulu 3's DPO max length when the export does not say.
+        max_seq_len: recorded.as_ref().map_or(2048, |r| r.max_seq_len),
+    };
+    let start = std::time::Instant::now();
+    let reference_model =
+        smolsweep_model::LoadedModel::load(&reference, a.model.device, a.model.dtype)
+            .with_context(|| format!("loading the reference model {}", reference.display()))?;
+    let template = m.tokenizer.model_chat_template()?;
+    let source = m.tokenizer.chat_template.clone().unwrap_or_default();
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let micro = match a.batch_size.parse::<usize>() {
+        Ok(n) if n > 0 => n,
+        _ => 8,
+    };
+    let r = implicit::score(
+        &m.model,
+        &reference_model.model,
+        &m.tokenizer,
+        (&template, &source),
+        &data.files,
+        &settings,
+        micro,
+        &never,
+    )?;
+    let wall = start.elapsed().as_secs_f64();
+    let n = r.pairs.len();
+    let of = |f: &dyn Fn(&implicit::PairReward) -> f64| {
+        smolsweep_evals::runner::mean_and_stderr(&r.pairs.iter().map(f).collect::<Vec<_>>())
+    };
+    let metrics = [
+        (
+            "accuracy",
+            of(&|p| f64::from(u8::from(p.chosen > p.rejected))),
+        ),
+        ("margin", of(&|p| p.chosen - p.rejected)),
+        ("chosen_reward", of(&|p| p.chosen)),
+        ("rejected_reward", of(&|p| p.rejected)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    tracing::info!(
+        pairs = n,
+        dropped_no_labels = r.stats.dropped_no_labels,
+        beta,
+        dpo_loss = %dpo_loss,
+        reference = %reference.display(),
+        "implicit rewards scored"
+    );
+    Ok(smolsweep_evals::TaskResult {
+        task: data.kind.name().to_owned(),
+        convention: smolsweep_evals::Convention::LmEval,
+        n,
+        num_fewshot: 0,
+        wall_s: wall,
+        examples_per_s: if wall > 0.0 { n as f64 / wall } else { 0.0 },
+        metrics,
+        data_files: data.files.iter().map(|p| p.display().to_string()).collect(),
+        fewshot_files: Vec::new(),
+        subtasks: Default::default(),
+        samples: if a.samples.is_some() {
+            r.pairs
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    serde_json::json!({"task": data.kind.name(), "pair": i, "chosen_reward": p.chosen,
+                                       "rejected_reward": p.rejected, "correct": p.chosen > p.rejected})
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
+    })
 }

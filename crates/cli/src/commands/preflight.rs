@@ -61,6 +61,25 @@ pub fn check(spec: &SweepSpec) -> Result<()> {
                  a causal LM (a reward model is `stage = \"rm\"`)"
             );
         }
+        // The implicit reward needs the reference a DPO trial recorded in
+        // its export.
+        if spec_of.kind.is_dpo() && data_sets.iter().any(|(_, s)| *s != Stage::Dpo) {
+            anyhow::bail!(
+                "{file}: eval.tasks[{i}]: `{name}` scores a DPO policy against its reference, and \
+                 this sweep trains {} (it needs `stage = \"dpo\"`)",
+                if trains_rm {
+                    "a reward model"
+                } else {
+                    "by SFT"
+                }
+            );
+        }
+        if spec_of.kind.is_dpo() && limit.is_some() {
+            anyhow::bail!(
+                "{file}: eval.limit: `{name}` (eval.tasks[{i}]) scores every pair of its data; \
+                 give it a smaller file instead"
+            );
+        }
         if !spec_of.kind.is_reward() && trains_rm {
             anyhow::bail!(
                 "{file}: eval.tasks[{i}]: `{name}` scores a causal LM, and this sweep trains a \

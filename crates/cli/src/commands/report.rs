@@ -1,13 +1,16 @@
 //! `smolsweep report SWEEP.toml [--out DIR] [--results NAME]`: reads the
 //! sweep's database (the scores of its own `[eval]`, or of a results set)
 //! and renders the Figure-1 contours, the LR/BS ratio analysis,
-//! report.md/report.html and results.csv (crate `smolsweep-report`).
+//! report.md/report.html and results.csv (crate `smolsweep-report`); a
+//! DPO or RM sweep's final reward accuracy and margin are drawn as its
+//! benchmarks are.
 //! Works on a partial sweep: what is not done is listed as missing.
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use serde_json::Value;
+use smolsweep_config::{TRAIN_HEADLINES, TRAIN_METRICS};
 use smolsweep_orchestrator::SweepSpec;
 use smolsweep_report::{render_report, ReportInput, TrialResult, TrialState};
 
@@ -38,6 +41,20 @@ fn divergence_of(t: &smolsweep_orchestrator::store::Trial) -> Option<String> {
         (None, Some(step)) => Some(format!("at step {step}")),
         (None, None) => None,
     }
+}
+
+/// A DPO or reward-model trial's final reward accuracy and margin (its
+/// last logged step's), as metrics the report draws like the benchmarks:
+/// `train/rewards/accuracy`, `train/rm/reward_margin`, ...
+fn train_headlines(
+    row: &smolsweep_orchestrator::snapshot::TrialView,
+) -> impl Iterator<Item = (String, f64)> + '_ {
+    row.train.iter().flat_map(|f| {
+        f.metrics
+            .iter()
+            .filter(|(m, _)| TRAIN_HEADLINES.contains(&m.as_str()))
+            .map(|(m, v)| (format!("{TRAIN_METRICS}/{m}"), *v))
+    })
 }
 
 pub fn run(a: &ReportArgs) -> Result<()> {
@@ -85,6 +102,7 @@ pub fn run(a: &ReportArgs) -> Result<()> {
             .iter()
             .map(|sc| (format!("{}/{}", sc.task, sc.metric), sc.value))
             .chain(combined.map(|p| (p.row.clone(), p.value)))
+            .chain(train_headlines(row))
             .collect();
         let extra: BTreeMap<String, String> = row
             .point

@@ -1,7 +1,7 @@
 //! The event log (`events`: what happened to the sweep and each trial, in
 //! order) and the trainer's events read from a trial's event file, recorded
-//! together with the file offset after them (`steps`, the trial's progress
-//! columns) so each lands exactly once.
+//! together with the file offset after them (`steps`, `step_metrics`, the
+//! trial's progress columns) so each lands exactly once.
 
 use serde_json::Value as Json;
 use smolsweep_config::TrainEvent;
@@ -84,6 +84,27 @@ impl Store {
                         .bind(t),
                     )
                     .await?;
+                    // A non-finite value (a diverging step) is left out:
+                    // SQLite would store NaN as NULL.
+                    for (metric, value) in ev
+                        .event
+                        .as_ref()
+                        .map(TrainEvent::step_metrics)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|(_, v)| v.is_finite())
+                    {
+                        w.execute(
+                            sqlx::query(
+                                "INSERT OR REPLACE INTO step_metrics (trial_id, step, metric, value) VALUES (?, ?, ?, ?)",
+                            )
+                            .bind(id)
+                            .bind(*step as i64)
+                            .bind(metric)
+                            .bind(value),
+                        )
+                        .await?;
+                    }
                     w.execute(
                         sqlx::query(
                             "UPDATE trials SET step = ?, epoch = ?, last_loss = ?, tokens = ?, heartbeat_at = ? WHERE id = ?",

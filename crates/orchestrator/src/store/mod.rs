@@ -11,7 +11,8 @@
 //!   orchestrator's liveness;
 //! - `trials`: the trial rows and their state machine (claim, finish, ...);
 //! - `events`: the event log and the trainer's recorded events;
-//! - `curves`: recorded loss curves, for the sweep's stop rule;
+//! - `curves`: recorded loss curves, for the sweep's stop rule, and the
+//!   final training metrics of each trial;
 //! - `results`: eval scores, flattened from `results.json`;
 //! - `sets`: results sets, the data behind each task's scores, and the
 //!   rule for a grown `[eval]`;
@@ -31,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use sqlx::SqlitePool;
 
-pub use curves::Curve;
+pub use curves::{Curve, FinalMetrics};
 pub use events::{EventLine, EventRow};
 pub use jobs::{job_json, JobKey, SlurmJob};
 pub use record::SweepRow;

@@ -112,7 +112,7 @@ pub fn cache_key(
 
 /// The files to read for each data path (see
 /// `smolsweep_datasets::training_files`).
-fn sources(paths: &[PathBuf]) -> Result<Vec<StreamSource>> {
+pub(crate) fn sources(paths: &[PathBuf]) -> Result<Vec<StreamSource>> {
     paths
         .iter()
         .map(|p| {
@@ -187,7 +187,7 @@ fn open(path: &Path, stop: &AtomicBool) -> Result<std::result::Result<CacheMap, 
 
 /// Removes temporary files of builds that died (only the lock holder
 /// writes, so while it is held every such file is a leftover).
-fn remove_leftovers(path: &Path) {
+pub(crate) fn remove_leftovers(path: &Path) {
     let (Some(dir), prefix) = (path.parent(), cache::temp_prefix(path)) else {
         return;
     };

@@ -10,20 +10,29 @@
 //! format, one file per side, under a key of the data, tokenizer,
 //! template and length, by one trial at a time (a lock beside them); every
 //! trial of a sweep then maps the same files.
+//!
+//! A build streams as the SFT one does ([`super::load`]): rows are read a
+//! chunk at a time (JSONL lines, Parquet row groups, over dataset dirs and
+//! hub snapshots alike), tokenised in parallel and written to the two
+//! cache files as they come, so memory does not grow with the dataset;
+//! the files are byte for byte those of tokenising every row in memory
+//! ([`tokenize_pairs`]) and saving the result.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use smolsweep_datasets::{parse_pair, Record, Turn};
+use smolsweep_datasets::{parse_pair, Record, RecordChunks, Turn};
 use smolsweep_model::Message;
 
+use super::cache::CacheWriter;
 use super::encode::{Encoded, Encoder, SampleSink};
-use super::load::BuildLock;
+use super::load::{remove_leftovers, sources, BuildLock};
+use super::TokenizedData;
 use super::{cache_key, label_count, CacheMap, DataSpec, DataStats, Loaded, Origin, Samples};
-use super::{save_cache, TokenizedData};
 use crate::error::{Result, TrainError};
 
 /// Rows tokenised between two looks at the stop flag's outcome.
@@ -101,21 +110,34 @@ fn encode_row(enc: &Encoder<'_>, rec: &Record) -> Result<EncodedPair> {
     })
 }
 
-/// Tokenises the pairs of `records` in memory (in parallel, order kept);
-/// `stop` is checked before each row.
-pub(crate) fn tokenize_pairs(
-    records: &[Record],
-    enc: &Encoder<'_>,
-    stop: &AtomicBool,
-) -> Result<(TokenizedData, TokenizedData, PreferenceStats)> {
-    let mut chosen = TokenizedData {
-        offsets: vec![0],
-        ..Default::default()
-    };
-    let mut rejected = chosen.clone();
-    let mut stats = PreferenceStats::default();
-    for chunk in records.chunks(CHUNK_ROWS) {
-        let encoded: Vec<EncodedPair> = chunk
+/// Counts a build's rows and pairs as they are encoded and hands each
+/// kept pair's sides to their sinks, in order: the same for the in-memory
+/// and the streaming paths, so both give the same files and statistics.
+#[derive(Debug, Default)]
+struct PairTally {
+    stats: PreferenceStats,
+    /// Tokens and label tokens of the kept chosen and rejected sides.
+    tokens: [u64; 2],
+    labels: [u64; 2],
+    /// The first data file, named when no pair is trainable.
+    first_file: Option<PathBuf>,
+}
+
+impl PairTally {
+    /// Encodes one chunk of rows (in parallel, order kept; `stop` is
+    /// checked before each row) and hands the kept pairs to the sinks.
+    fn absorb(
+        &mut self,
+        records: &[Record],
+        enc: &Encoder<'_>,
+        stop: &AtomicBool,
+        chosen: &mut dyn SampleSink,
+        rejected: &mut dyn SampleSink,
+    ) -> Result<()> {
+        if self.first_file.is_none() {
+            self.first_file = records.first().map(|r| r.file.clone());
+        }
+        let encoded: Vec<EncodedPair> = records
             .par_iter()
             .map(|r| {
                 if stop.load(Ordering::Relaxed) {
@@ -124,46 +146,132 @@ pub(crate) fn tokenize_pairs(
                 encode_row(enc, r)
             })
             .collect::<Result<_>>()?;
-        stats.rows += chunk.len();
+        let s = &mut self.stats;
+        s.rows += records.len();
         for e in encoded {
             let Some(((ci, cm, ct), (ri, rm, rt))) = e else {
-                stats.dropped_no_labels += 1;
+                s.dropped_no_labels += 1;
                 continue;
             };
-            stats.pairs += 1;
-            stats.truncated_chosen += usize::from(ct);
-            stats.truncated_rejected += usize::from(rt);
+            s.pairs += 1;
+            s.truncated_chosen += usize::from(ct);
+            s.truncated_rejected += usize::from(rt);
+            self.tokens[0] += ci.len() as u64;
+            self.tokens[1] += ri.len() as u64;
+            self.labels[0] += label_count(&cm);
+            self.labels[1] += label_count(&rm);
             chosen.push(&ci, &cm)?;
             rejected.push(&ri, &rm)?;
         }
+        Ok(())
     }
-    if stats.pairs == 0 {
-        return Err(TrainError::Data {
-            location: records
-                .first()
-                .map(|r| r.file.display().to_string())
-                .unwrap_or_else(|| "data".into()),
-            msg: format!(
-                "no trainable preference pair ({} rows, {} with no label token on a side)",
-                stats.rows, stats.dropped_no_labels
-            ),
-        });
-    }
-    for (d, truncated) in [
-        (&mut chosen, stats.truncated_chosen),
-        (&mut rejected, stats.truncated_rejected),
-    ] {
-        d.stats = DataStats {
+
+    /// Each side's statistics and the pair counts, or the error of data
+    /// with no trainable pair.
+    fn finish(self) -> Result<(DataStats, DataStats, PreferenceStats)> {
+        let stats = self.stats;
+        if stats.pairs == 0 {
+            return Err(TrainError::Data {
+                location: self
+                    .first_file
+                    .map(|f| f.display().to_string())
+                    .unwrap_or_else(|| "data".into()),
+                msg: format!(
+                    "no trainable preference pair ({} rows, {} with no label token on a side)",
+                    stats.rows, stats.dropped_no_labels
+                ),
+            });
+        }
+        let side = |k: usize, truncated: usize| DataStats {
             rows: stats.rows,
             samples: stats.pairs,
             skipped_no_assistant: 0,
             skipped_truncated_away: stats.dropped_no_labels,
             truncated,
-            tokens: d.ids.len() as u64,
-            label_tokens: (0..d.len()).map(|i| label_count(d.sample(i).1)).sum(),
+            tokens: self.tokens[k],
+            label_tokens: self.labels[k],
         };
+        Ok((
+            side(0, stats.truncated_chosen),
+            side(1, stats.truncated_rejected),
+            stats,
+        ))
     }
+}
+
+fn empty() -> TokenizedData {
+    TokenizedData {
+        offsets: vec![0],
+        ..Default::default()
+    }
+}
+
+/// Tokenises the pairs of `records` in memory (in parallel, order kept);
+/// `stop` is checked before each row: what a streamed build must equal.
+#[cfg(test)]
+pub(crate) fn tokenize_pairs(
+    records: &[Record],
+    enc: &Encoder<'_>,
+    stop: &AtomicBool,
+) -> Result<(TokenizedData, TokenizedData, PreferenceStats)> {
+    let (mut chosen, mut rejected) = (empty(), empty());
+    let mut tally = PairTally::default();
+    for chunk in records.chunks(CHUNK_ROWS) {
+        tally.absorb(chunk, enc, stop, &mut chosen, &mut rejected)?;
+    }
+    let (cs, rs, stats) = tally.finish()?;
+    (chosen.stats, rejected.stats) = (cs, rs);
     Ok((chosen, rejected, stats))
+}
+
+/// Reads the data `chunk_rows` rows at a time and tokenises each chunk
+/// into the two sinks as it comes: a bad row is the same error, naming its
+/// file and row, as when every row is read first.
+fn tokenize_pairs_streaming(
+    spec: &DataSpec<'_>,
+    chosen: &mut dyn SampleSink,
+    rejected: &mut dyn SampleSink,
+    stop: &AtomicBool,
+    chunk_rows: usize,
+) -> Result<(DataStats, DataStats, PreferenceStats)> {
+    let enc = Encoder::new(spec.tokenizer, spec.template, spec.max_len);
+    let mut tally = PairTally::default();
+    for chunk in RecordChunks::new(sources(spec.data)?, chunk_rows) {
+        if stop.load(Ordering::Relaxed) {
+            return Err(TrainError::Stopped);
+        }
+        tally.absorb(&chunk?, &enc, stop, chosen, rejected)?;
+    }
+    tally.finish()
+}
+
+/// Streams the pairs into the two cache files (each written to a
+/// temporary file and renamed into place when complete, so a stop or an
+/// error leaves neither half-written).
+fn build_cache(
+    spec: &DataSpec<'_>,
+    (cp, rp): (&Path, &Path),
+    stop: &AtomicBool,
+    chunk_rows: usize,
+) -> Result<PreferenceStats> {
+    let mut cw = CacheWriter::create(cp)?;
+    let mut rw = CacheWriter::create(rp)?;
+    let (cs, rs, stats) = tokenize_pairs_streaming(spec, &mut cw, &mut rw, stop, chunk_rows)?;
+    rw.finish(&rs)?;
+    cw.finish(&cs)?;
+    Ok(stats)
+}
+
+fn log_stats(stats: &PreferenceStats, t: Instant) {
+    tracing::info!(
+        rows = stats.rows,
+        pairs = stats.pairs,
+        dropped_no_labels = stats.dropped_no_labels,
+        truncated_chosen = stats.truncated_chosen,
+        truncated_rejected = stats.truncated_rejected,
+        secs = format!("{:.1}", t.elapsed().as_secs_f64()),
+        "tokenised preference pairs"
+    );
 }
 
 fn stats_of(chosen: &dyn Samples, rejected: &dyn Samples) -> PreferenceStats {
@@ -182,6 +290,21 @@ fn side_paths(dir: &Path, key: &str) -> (PathBuf, PathBuf) {
         dir.join(format!("preference-{key}.chosen.bin")),
         dir.join(format!("preference-{key}.rejected.bin")),
     )
+}
+
+/// The pairs of `spec.data` tokenised into memory as they stream, without
+/// the cache (an evaluation's held-out set, read once).
+pub fn pairs_in_memory(spec: &DataSpec<'_>, stop: &AtomicBool) -> Result<PreferenceData> {
+    let (mut chosen, mut rejected) = (empty(), empty());
+    let (cs, rs, stats) =
+        tokenize_pairs_streaming(spec, &mut chosen, &mut rejected, stop, CHUNK_ROWS)?;
+    (chosen.stats, rejected.stats) = (cs, rs);
+    Ok(PreferenceData {
+        chosen: Loaded::Memory(chosen),
+        rejected: Loaded::Memory(rejected),
+        stats,
+        key: String::new(),
+    })
 }
 
 /// The pairs of a trial: the cached pair of files when both are valid,
@@ -223,58 +346,57 @@ pub fn load_or_build_pairs(spec: &DataSpec<'_>, stop: &AtomicBool) -> Result<Pre
     }
     // Trials started together tokenise once: the first builds under the
     // lock, the others wait for it and map what it wrote.
-    let _lock = match std::fs::create_dir_all(&spec.cache_dir)
+    let lock = std::fs::create_dir_all(&spec.cache_dir)
         .map_err(|e| TrainError::io(&spec.cache_dir, e))
-        .and_then(|()| BuildLock::acquire(&cp.with_extension("lock"), stop))
-    {
-        Ok(l) => Some(l),
+        .and_then(|()| BuildLock::acquire(&cp.with_extension("lock"), stop));
+    let _lock = match lock {
+        Ok(l) => l,
         Err(TrainError::Stopped) => return Err(TrainError::Stopped),
-        Err(_) => None,
+        Err(e) => {
+            tracing::warn!(
+                "keeping the preference pairs in memory: the cache cannot be written: {}",
+                crate::error::chain_text(&e)
+            );
+            let t = Instant::now();
+            let (mut chosen, mut rejected) = (empty(), empty());
+            let (cs, rs, stats) =
+                tokenize_pairs_streaming(spec, &mut chosen, &mut rejected, stop, CHUNK_ROWS)?;
+            (chosen.stats, rejected.stats) = (cs, rs);
+            log_stats(&stats, t);
+            return Ok(PreferenceData {
+                chosen: Loaded::Memory(chosen),
+                rejected: Loaded::Memory(rejected),
+                stats,
+                key,
+            });
+        }
     };
     if let Some(d) = cached(Origin::Waited)? {
         return Ok(d);
     }
-    let t = std::time::Instant::now();
-    let records = smolsweep_datasets::read_preference_records(spec.data)?;
-    if stop.load(Ordering::Relaxed) {
-        return Err(TrainError::Stopped);
-    }
-    let enc = Encoder::new(spec.tokenizer, spec.template, spec.max_len);
-    let (chosen, rejected, stats) = tokenize_pairs(&records, &enc, stop)?;
-    tracing::info!(
-        rows = stats.rows,
-        pairs = stats.pairs,
-        dropped_no_labels = stats.dropped_no_labels,
-        truncated_chosen = stats.truncated_chosen,
-        truncated_rejected = stats.truncated_rejected,
-        secs = format!("{:.1}", t.elapsed().as_secs_f64()),
-        "tokenised preference pairs"
-    );
-    let written = save_cache(&cp, &chosen).and_then(|()| save_cache(&rp, &rejected));
-    if let Err(e) = written {
-        tracing::warn!(
-            "keeping the preference pairs in memory: the cache cannot be written: {}",
-            crate::error::chain_text(&e)
-        );
-    } else if let (Some(c), Some(r)) = (open(&cp)?, open(&rp)?) {
-        return Ok(PreferenceData {
+    remove_leftovers(&cp);
+    remove_leftovers(&rp);
+    let t = Instant::now();
+    let stats = build_cache(spec, (&cp, &rp), stop, CHUNK_ROWS)?;
+    log_stats(&stats, t);
+    match (open(&cp)?, open(&rp)?) {
+        (Some(c), Some(r)) => Ok(PreferenceData {
             chosen: Loaded::Mapped(c, Origin::Built),
             rejected: Loaded::Mapped(r, Origin::Built),
             stats,
             key,
-        });
+        }),
+        _ => Err(TrainError::Other(format!(
+            "{}: the preference cache just written does not read back",
+            cp.display()
+        ))),
     }
-    Ok(PreferenceData {
-        chosen: Loaded::Memory(chosen),
-        rejected: Loaded::Memory(rejected),
-        stats,
-        key,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::save_cache;
     use serde_json::json;
     use smolsweep_model::{ChatTemplate, TextTokenizer};
 
@@ -416,6 +538,146 @@ mod tests {
         for i in 0..30 {
             assert_eq!(again.chosen.sample(i), built.chosen.sample(i));
             assert_eq!(again.rejected.sample(i), built.rejected.sample(i));
+        }
+    }
+
+    /// The fixture's pairs plus rows that are dropped (no label left) or
+    /// truncated, so every count of the statistics is exercised.
+    fn fixture_rows() -> Vec<smolsweep_datasets::Row> {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/trainer/dpo_pairs.jsonl");
+        let mut rows = smolsweep_datasets::read_file(&fixture).expect("fixture");
+        for i in 0..12 {
+            let row = match i % 3 {
+                0 => json!({"prompt": "x".repeat(80), "chosen": "a", "rejected": "b"}),
+                1 => {
+                    json!({"prompt": format!("q{i}"), "chosen": "long ".repeat(30), "rejected": "b"})
+                }
+                _ => json!({"prompt": format!("q{i}"), "chosen": "c", "rejected": "r"}),
+            };
+            rows.insert(i * 4, row.as_object().expect("obj").clone());
+        }
+        rows
+    }
+
+    fn string_rows(rows: &[smolsweep_datasets::Row]) -> Vec<smolsweep_datasets::Row> {
+        rows.iter()
+            .filter(|r| r.get("chosen").is_some_and(serde_json::Value::is_string))
+            .cloned()
+            .collect()
+    }
+
+    /// A streamed build writes the very bytes of tokenising every row in
+    /// memory and saving both sides, whatever the chunk size, from JSONL,
+    /// Parquet, a dataset directory, or several paths.
+    #[test]
+    fn streaming_writes_the_bytes_of_the_in_memory_path() {
+        let dir = crate::data::encode::tests::tokenizer_dir();
+        let tok = TextTokenizer::from_dir(dir.path()).expect("tok");
+        let t = ChatTemplate::builtin("chatml").expect("chatml");
+        let rows = fixture_rows();
+        let jsonl = dir.path().join("p.jsonl");
+        let text: String = rows
+            .iter()
+            .map(|r| format!("{}\n", serde_json::Value::Object(r.clone())))
+            .collect();
+        std::fs::write(&jsonl, text).expect("jsonl");
+        // One Parquet file has one schema: the prompt + strings rows.
+        let strings = string_rows(&rows);
+        let pq = dir.path().join("p.parquet");
+        smolsweep_datasets::write_parquet(&pq, &strings).expect("parquet");
+        let ds = dir.path().join("ds");
+        std::fs::create_dir_all(ds.join("data")).expect("mkdir");
+        smolsweep_datasets::write_parquet(&ds.join("data/train-00000-of-00001.parquet"), &strings)
+            .expect("dataset dir");
+        let never = AtomicBool::new(false);
+        for data in [
+            vec![jsonl.clone()],
+            vec![pq.clone()],
+            vec![ds],
+            vec![jsonl, pq],
+        ] {
+            let spec = DataSpec {
+                data: &data,
+                tokenizer: &tok,
+                template: &t,
+                template_source: "chatml",
+                max_len: 40,
+                cache_dir: dir.path().join("cache"),
+            };
+            let recs = smolsweep_datasets::read_preference_records(&data).expect("read");
+            let enc = Encoder::new(&tok, &t, 40);
+            let (c, r, stats) = tokenize_pairs(&recs, &enc, &never).expect("in memory");
+            assert!(
+                stats.dropped_no_labels > 0 && stats.truncated_chosen > 0,
+                "{stats:?}"
+            );
+            let (ca, ra) = (dir.path().join("a-chosen.bin"), dir.path().join("a-rejected.bin"));
+            save_cache(&ca, &c).expect("save");
+            save_cache(&ra, &r).expect("save");
+            for chunk in [1, 7, 1000] {
+                let (cb, rb) = (dir.path().join("b-chosen.bin"), dir.path().join("b-rejected.bin"));
+                let streamed = build_cache(&spec, (&cb, &rb), &never, chunk).expect("stream");
+                assert_eq!(streamed, stats, "{data:?}, chunks of {chunk}");
+                for (a, b) in [(&ca, &cb), (&ra, &rb)] {
+                    assert!(
+                        std::fs::read(a).expect("a") == std::fs::read(b).expect("b"),
+                        "{data:?}, chunks of {chunk}: {} differs",
+                        b.display()
+                    );
+                }
+            }
+        }
+    }
+
+    /// A bad row met while streaming is the error of reading it whole: its
+    /// file and row, and no cache file is left behind.
+    #[test]
+    fn a_bad_row_while_streaming_names_the_file_and_row() {
+        let dir = crate::data::encode::tests::tokenizer_dir();
+        let tok = TextTokenizer::from_dir(dir.path()).expect("tok");
+        let t = ChatTemplate::builtin("chatml").expect("chatml");
+        // One schema, so that Parquet holds the same rows.
+        let mut rows = string_rows(&fixture_rows());
+        // Row 31 (1-based) lacks `rejected`: in the second chunk of 30 rows.
+        rows[30].remove("rejected");
+        let jsonl = dir.path().join("bad.jsonl");
+        let text: String = rows
+            .iter()
+            .map(|r| format!("{}\n", serde_json::Value::Object(r.clone())))
+            .collect();
+        std::fs::write(&jsonl, text).expect("jsonl");
+        let pq = dir.path().join("bad.parquet");
+        smolsweep_datasets::write_parquet(&pq, &rows).expect("parquet");
+        let never = AtomicBool::new(false);
+        for file in [jsonl, pq] {
+            let data = vec![file.clone()];
+            let spec = DataSpec {
+                data: &data,
+                tokenizer: &tok,
+                template: &t,
+                template_source: "chatml",
+                max_len: 40,
+                cache_dir: dir.path().join("cache"),
+            };
+            let (cb, rb) = (dir.path().join("b-chosen.bin"), dir.path().join("b-rejected.bin"));
+            let e = build_cache(&spec, (&cb, &rb), &never, 30)
+                .expect_err("bad row")
+                .to_string();
+            let want = format!("{}, row 31: no `rejected` field", file.display());
+            assert!(e.starts_with(&want), "{e}");
+            let e = load_or_build_pairs(&spec, &never)
+                .expect_err("bad row")
+                .to_string();
+            assert!(e.starts_with(&want), "{e}");
+            let left: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
+                .expect("cache dir")
+                .flatten()
+                .map(|e| e.file_name())
+                .filter(|n| !n.to_string_lossy().ends_with(".lock"))
+                .collect();
+            assert!(left.is_empty(), "{left:?}");
+            assert!(!cb.exists() && !rb.exists());
         }
     }
 }

@@ -15,6 +15,7 @@
 //! micro-batch's loss is the mean over its pairs, divided by the number of
 //! micro-batches of the step.
 
+pub mod implicit;
 pub mod logps;
 pub mod loss;
 pub mod reference;
@@ -172,6 +173,26 @@ impl DpoWork {
 
     pub(crate) fn len(&self) -> usize {
         self.data.len()
+    }
+
+    /// What the export records of this trial's DPO (its reference as an
+    /// absolute directory; none for a random initialisation).
+    pub(crate) fn export_record(
+        &self,
+        cfg: &TrialConfig,
+        policy_dir: &std::path::Path,
+    ) -> implicit::DpoExport {
+        let reference = match &self.settings.reference_model {
+            Some(r) => smolsweep_model::hf::resolve_model_dir(r).ok(),
+            None if cfg.init == InitKind::Random => None,
+            None => Some(policy_dir.to_path_buf()),
+        };
+        implicit::DpoExport {
+            reference_model: reference.map(|d| std::fs::canonicalize(&d).unwrap_or(d)),
+            beta: self.settings.beta,
+            dpo_loss: self.settings.loss,
+            max_seq_len: cfg.max_seq_len,
+        }
     }
 
     /// Pair `i`'s reference log-probs, normalised as the loss wants.

@@ -1,7 +1,9 @@
 //! The end product of a trial: the trained model as a HF directory
 //! (weights, config, tokenizer files) whose `chat_template` is the one it
 //! was trained with. A reward model's is a one-label
-//! `LlamaForSequenceClassification` (`smolsweep_model::score`).
+//! `LlamaForSequenceClassification` (`smolsweep_model::score`); a DPO
+//! policy's also names its reference and beta
+//! ([`crate::dpo::implicit::DPO_EXPORT_FILE`]), for `dpo_reward_accuracy`.
 
 use std::path::Path;
 
@@ -19,6 +21,7 @@ pub(super) fn export_model(
     out: &Path,
     template: &Template,
     reward_model: bool,
+    dpo: Option<&crate::dpo::implicit::DpoExport>,
 ) -> Result<()> {
     let tmp = out.with_extension("tmp");
     let _ = std::fs::remove_dir_all(&tmp);
@@ -30,6 +33,9 @@ pub(super) fn export_model(
     if reward_model {
         let dtype = smolsweep_model::hf::torch_dtype_name(model.kind());
         smolsweep_model::score::export_config(&tmp, &model.config, dtype)?;
+    }
+    if let Some(d) = dpo {
+        d.write(&tmp)?;
     }
     let _ = std::fs::remove_dir_all(out);
     std::fs::rename(&tmp, out).map_err(|e| TrainError::io(out, e))

@@ -376,7 +376,18 @@ impl<'a> Run<'a> {
         let t = &self.t;
         let export = t.cfg.output_dir.join("final");
         let reward_model = matches!(t.work, Work::Rm(_));
-        export::export_model(&t.model, &t.model_dir, &export, &t.template, reward_model)?;
+        let dpo = match &t.work {
+            Work::Dpo(w) => Some(w.export_record(t.cfg, &t.model_dir)),
+            _ => None,
+        };
+        export::export_model(
+            &t.model,
+            &t.model_dir,
+            &export,
+            &t.template,
+            reward_model,
+            dpo.as_ref(),
+        )?;
         let (step, loss) = (self.at.step, self.at.last_loss.unwrap_or(f64::NAN));
         let elapsed_s = self.started.elapsed().as_secs_f64();
         Ok(match early {
