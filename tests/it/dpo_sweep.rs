@@ -39,9 +39,9 @@ fn write_pairs(path: &Path, n: usize) {
 fn last_step(trial: &Path) -> Value {
     let text = std::fs::read_to_string(trial.join("train.events.jsonl")).expect("events");
     text.lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["event"] == "step")
-        .last()
+        .find(|e| e["event"] == "step")
         .unwrap_or_else(|| panic!("no step line in {}", trial.display()))
 }
 

@@ -143,14 +143,14 @@ fn fast_path_equals_retokenising_on_random_conversations() {
         let fast = tokenize(&records, &tok, &t, 4096).expect("fast");
         let slow = tokenize_reference(&records, &tok, &t, 4096).expect("reference");
         assert_eq!(fast.stats.samples, 400, "{name}");
-        for i in 0..400 {
+        for (i, rec) in records.iter().enumerate() {
             let a = fast.offsets[i] as usize..fast.offsets[i + 1] as usize;
             let b = slow.offsets[i] as usize..slow.offsets[i + 1] as usize;
             assert_eq!(
                 (&fast.ids[a.clone()], &fast.mask[a]),
                 (&slow.ids[b.clone()], &slow.mask[b]),
                 "{name}: conversation {i}: {:?}",
-                records[i].row["messages"]
+                rec.row["messages"]
             );
         }
     }

@@ -612,11 +612,17 @@ mod tests {
                 stats.dropped_no_labels > 0 && stats.truncated_chosen > 0,
                 "{stats:?}"
             );
-            let (ca, ra) = (dir.path().join("a-chosen.bin"), dir.path().join("a-rejected.bin"));
+            let (ca, ra) = (
+                dir.path().join("a-chosen.bin"),
+                dir.path().join("a-rejected.bin"),
+            );
             save_cache(&ca, &c).expect("save");
             save_cache(&ra, &r).expect("save");
             for chunk in [1, 7, 1000] {
-                let (cb, rb) = (dir.path().join("b-chosen.bin"), dir.path().join("b-rejected.bin"));
+                let (cb, rb) = (
+                    dir.path().join("b-chosen.bin"),
+                    dir.path().join("b-rejected.bin"),
+                );
                 let streamed = build_cache(&spec, (&cb, &rb), &never, chunk).expect("stream");
                 assert_eq!(streamed, stats, "{data:?}, chunks of {chunk}");
                 for (a, b) in [(&ca, &cb), (&ra, &rb)] {
@@ -660,7 +666,10 @@ mod tests {
                 max_len: 40,
                 cache_dir: dir.path().join("cache"),
             };
-            let (cb, rb) = (dir.path().join("b-chosen.bin"), dir.path().join("b-rejected.bin"));
+            let (cb, rb) = (
+                dir.path().join("b-chosen.bin"),
+                dir.path().join("b-rejected.bin"),
+            );
             let e = build_cache(&spec, (&cb, &rb), &never, 30)
                 .expect_err("bad row")
                 .to_string();
