@@ -158,7 +158,8 @@ mod tests {
         ];
         let ids = vec![1, 2, 7, 3, 4, 5, 7, 3];
         let p = PrefixTokens::new(text, ids, &offs, &b);
-        assert_eq!(p.split("ab<e>\ncd<e>\n"), Some((7, "\n")));
+        assert_eq!(p.split("ab<e>\ncd<e>\n"), Some((8, "")));
+        assert_eq!(p.split("ab<e>\ncd<e>"), Some((7, "")));
         assert_eq!(p.split("ab<e>\nc"), Some((3, "\nc")));
         assert_eq!(p.split("ab<e>"), Some((3, "")));
         assert_eq!(p.split("ab<"), Some((0, "ab<")));

@@ -40,6 +40,20 @@ fn timed(f: impl FnOnce() -> smolsweep_trainer::error::Result<TokenizedData>) ->
     Ok(Timed { data, wall, cpu })
 }
 
+/// The first sample where the two tokenisations differ.
+fn first_difference(a: &TokenizedData, b: &TokenizedData) -> Option<usize> {
+    let n = a.offsets.len().min(b.offsets.len()).saturating_sub(1);
+    (0..n)
+        .find(|&i| {
+            let (ra, rb) = (
+                a.offsets[i] as usize..a.offsets[i + 1] as usize,
+                b.offsets[i] as usize..b.offsets[i + 1] as usize,
+            );
+            a.ids[ra.clone()] != b.ids[rb.clone()] || a.mask[ra] != b.mask[rb]
+        })
+        .or((a.offsets.len() != b.offsets.len()).then_some(n))
+}
+
 pub fn run(a: &BenchTokeniseArgs) -> Result<()> {
     let tok = TextTokenizer::from_dir(&a.model)?;
     let template = match a.chat_template.as_str() {
@@ -55,11 +69,17 @@ pub fn run(a: &BenchTokeniseArgs) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let reference = timed(|| tokenize_reference(&records, &tok, &template, a.max_seq_len))?;
     let fast = timed(|| tokenize(&records, &tok, &template, a.max_seq_len))?;
-    let same = reference.data.ids == fast.data.ids
-        && reference.data.mask == fast.data.mask
-        && reference.data.offsets == fast.data.offsets;
-    if !same {
-        bail!("the fast path's samples differ from the reference path's: a bug, please report it");
+    if let Some(i) = first_difference(&reference.data, &fast.data) {
+        let sample = |d: &TokenizedData| {
+            let r = d.offsets[i] as usize..d.offsets[i + 1] as usize;
+            (d.ids[r.clone()].to_vec(), d.mask[r].to_vec())
+        };
+        bail!(
+            "sample {i} of the fast path differs from the reference path's (a bug, please report it):\n\
+             reference {:?}\nfast      {:?}",
+            sample(&reference.data),
+            sample(&fast.data)
+        );
     }
     let s = &fast.data.stats;
     println!(
