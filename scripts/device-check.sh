@@ -11,6 +11,8 @@
 #               variant (and the per-tensor optimizer at 16): tokens/s, MFU,
 #               peak GPU memory
 #   dtype       bf16 vs f32 losses over 20 steps (same batch, same init)
+#   graphs      `smolsweep train` at micro-batch 2 with cuda_graphs off and
+#               on: tokens/s after the warm-up and capture, losses compared
 #   sweep       a 4-trial sweep at 1, 2 and 4 slots per GPU and "auto" (packed
 #               by measured memory): trials/hour, most trials at once
 #   eval        HellaSwag examples/s, GSM8K generated tokens/s
@@ -136,6 +138,50 @@ row dtype "max abs(bf16 - f32) over steps" "$(python3 -c "
 import json,sys
 a,b=[[json.loads(l) for l in open(p) if l.startswith('{')][-1]['losses'] for p in sys.argv[1:3]]
 print('%.4f' % max(abs(x-y) for x,y in zip(a,b)))" "$OUT/loss-bf16.jsonl" "$OUT/loss-f32.jsonl" 2>/dev/null || echo n/a)"
+
+# graphs: the trainer itself (not the bench's step) at a small micro-batch,
+# where launching kernels one by one costs most, with cuda_graphs off/on.
+if [ "$DRY" = 1 ]; then GRAPH_STEPS=4; else GRAPH_STEPS=40; fi
+for graphs in false true; do
+  g=$OUT/graphs-$graphs
+  mkdir -p "$g"
+  cat >"$g/trial.toml" <<EOF
+model = "$MODEL"
+init = "$SWEEP_INIT"
+data = ["$OUT/data/sft/train.jsonl"]
+chat_template = "chatml"
+output_dir = "$g/out"
+max_seq_len = $SEQ
+packing = true
+lr = 1e-5
+batch_size = 8
+micro_batch_size = 2
+max_steps = $GRAPH_STEPS
+checkpoint_every_steps = 1000
+keep_checkpoints = 1
+device = "$DEVICE"
+dtype = "$DTYPE"
+cuda_graphs = $graphs
+EOF
+  if ! timeout 180 env SMOLSWEEP_LOG=info "$BIN" train --config "$g/trial.toml" >"$g/events.jsonl" 2>"$g/train.log"; then
+    row graphs "train, cuda_graphs = $graphs" "FAILED (see $g/train.log)"
+  fi
+done
+# Steps 1-5 hold the warm-up and the captures: the median of the rest.
+row graphs "tokens/s, cuda_graphs off / on (median after step 5)" "$(python3 -c "
+import json, statistics, sys
+def rate(p):
+    s = [e for e in (json.loads(l) for l in open(p) if l.startswith('{')) if 'tokens_per_s' in e]
+    return statistics.median([e['tokens_per_s'] for e in (s[5:] or s)])
+a, b = rate(sys.argv[1]), rate(sys.argv[2])
+print('%.0f / %.0f (%.2fx)' % (a, b, b / a))" "$OUT/graphs-false/events.jsonl" "$OUT/graphs-true/events.jsonl" 2>/dev/null || echo n/a)"
+row graphs "max abs loss difference, off vs on" "$(python3 -c "
+import json, sys
+def losses(p):
+    return [e['loss'] for e in (json.loads(l) for l in open(p) if l.startswith('{')) if 'tokens_per_s' in e]
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+print('%.2e over %d steps' % (max(abs(x - y) for x, y in zip(a, b)), min(len(a), len(b))))" "$OUT/graphs-false/events.jsonl" "$OUT/graphs-true/events.jsonl" 2>/dev/null || echo n/a)"
+row graphs "micro-batches (cuda_graphs = true)" "$(grep 'micro-batches by how they ran' "$OUT/graphs-true/train.log" | grep -Eo '(captured|replayed|warmup|eager)=[0-9]+' | tr '\n' ' ')$(grep -o 'cuda_graphs is on but unused.*' "$OUT/graphs-true/train.log" | head -1 | cut -c1-90)"
 
 # sweep: 4 trials at 1, 2, 4 slots per GPU, and packed by memory ("auto")
 for slots in $SWEEP_SLOTS; do

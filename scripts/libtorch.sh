@@ -60,4 +60,15 @@ if [ -z "$d" ]; then
   echo "torch==$WANT did not install into $venv" >&2
   exit 1
 fi
+# crates/kernels compiles its CUDA-graph calls against ATen/cuda/CUDAGraph.h,
+# which includes the CUDA runtime headers; pip's nvidia-cuda-runtime (a torch
+# dependency) has cuda_runtime_api.h but not the crt/ headers it includes.
+# They come, headers only (166 kB), in nvidia-cuda-crt, pinned to torch
+# 2.11's CUDA 13.0. Without them the shim is built without CUDA graphs.
+inc=$(dirname "$d")/nvidia/cu13/include
+if [ -f "$inc/cuda_runtime_api.h" ] && [ ! -f "$inc/crt/host_defines.h" ]; then
+  echo "installing nvidia-cuda-crt==13.0.88 into $venv (CUDA headers for CUDA graphs)" >&2
+  "$venv/bin/pip" install --quiet --no-deps "nvidia-cuda-crt==13.0.88" >&2 ||
+    echo "nvidia-cuda-crt did not install: smolsweep builds without CUDA graphs" >&2
+fi
 echo "$d"

@@ -123,6 +123,31 @@ fn losses_match_the_reference_loop_sum_and_mean() {
     }
 }
 
+/// `cuda_graphs = true` where there is no CUDA device: the trial says
+/// once why it trains eagerly, and trains exactly as without the key (the
+/// reference loop's losses; checkpoints interchangeable, the key is not in
+/// the fingerprint).
+#[test]
+fn cuda_graphs_on_the_cpu_trains_eagerly_and_says_why() {
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("reference_losses.json")).expect("ref"),
+    )
+    .expect("json");
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = trial(dir.path(), "parity_sum.toml", &[("cuda_graphs", "true")]);
+    let (code, evs, err) = train_to_end(&cfg, false);
+    assert_eq!(code, 0, "{err}");
+    let why = "cuda_graphs is on but unused, training eagerly: it needs a CUDA device";
+    assert_eq!(err.matches(why).count(), 1, "{err}");
+    let ours = losses(&evs);
+    let theirs = reference["sum"].as_array().expect("losses");
+    assert_eq!(ours.len(), theirs.len());
+    for ((step, a), b) in ours.iter().zip(theirs) {
+        let b = b.as_f64().expect("f");
+        assert!((a - b).abs() / b.abs() < 1e-4, "step {step}: {a} vs {b}");
+    }
+}
+
 #[test]
 fn resume_after_sigkill_gives_identical_losses_and_weights() {
     let straight = tempfile::tempdir().expect("tmp");

@@ -82,6 +82,8 @@ schema! {
     dtype: DType = "\"auto\"", Kind::Choice(DType::NAMES);
     /// Attention over packed rows: "auto" (varlen flash attention on CUDA in bf16 with a supported head dim, else masked SDPA), "varlen" or "sdpa".
     attention: Attention = "\"auto\"", Kind::Choice(Attention::NAMES);
+    /// CUDA only, SFT steps: capture each micro-batch shape's forward and backward in a CUDA graph once and replay it (rows' length rounded up to a multiple of 128); off by default until a GPU run shows it helps. Elsewhere the trial trains eagerly and says so.
+    cuda_graphs: bool = "false", Kind::Bool;
     /// Tokenised-data cache shared by trials (default $SMOLSWEEP_CACHE or ~/.cache/smolsweep).
     cache_dir: Option<PathBuf> = unset, Kind::NewPath;
     /// DPO: strength of the KL penalty; default 5 with "dpo_norm", 0.1 with "dpo".

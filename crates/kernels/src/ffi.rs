@@ -199,6 +199,149 @@ pub(crate) fn cuda_empty_cache() -> Result<(), KernelError> {
     check("cuda_empty_cache", unsafe { sys::smk_cuda_empty_cache() })
 }
 
+/// The C side of `csrc/graph.cpp` (built with the CUDA runtime headers).
+#[cfg(smolsweep_cuda_graphs)]
+mod graph_sys {
+    use std::os::raw::{c_char, c_void};
+
+    extern "C" {
+        pub fn smk_graph_side_new(device: i64, out: *mut *mut c_void) -> *mut c_char;
+        pub fn smk_graph_side_free(side: *mut c_void);
+        pub fn smk_graph_side_enter(side: *mut c_void) -> *mut c_char;
+        pub fn smk_graph_side_leave(side: *mut c_void) -> *mut c_char;
+        pub fn smk_graph_new(side: *mut c_void, out: *mut *mut c_void) -> *mut c_char;
+        pub fn smk_graph_free(graph: *mut c_void);
+        pub fn smk_graph_capture_begin(side: *mut c_void, graph: *mut c_void) -> *mut c_char;
+        pub fn smk_graph_capture_end(graph: *mut c_void) -> *mut c_char;
+        pub fn smk_graph_replay(graph: *mut c_void) -> *mut c_char;
+    }
+}
+
+/// A side stream with its graph memory pool (owned; freed on drop).
+#[cfg(smolsweep_cuda_graphs)]
+pub(crate) struct Side(*mut std::os::raw::c_void);
+
+/// A CUDA graph (owned; freed on drop).
+#[cfg(smolsweep_cuda_graphs)]
+pub(crate) struct Graph(*mut std::os::raw::c_void);
+
+#[cfg(smolsweep_cuda_graphs)]
+impl Drop for Side {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from smk_graph_side_new and is freed once.
+        unsafe { graph_sys::smk_graph_side_free(self.0) }
+    }
+}
+
+#[cfg(smolsweep_cuda_graphs)]
+impl Drop for Graph {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from smk_graph_new and is freed once.
+        unsafe { graph_sys::smk_graph_free(self.0) }
+    }
+}
+
+#[cfg(smolsweep_cuda_graphs)]
+pub(crate) fn graph_side_new(device: i64) -> Result<Side, KernelError> {
+    let mut out = std::ptr::null_mut();
+    // SAFETY: `out` is a valid place for the handle the shim allocates.
+    check("cuda graph stream", unsafe {
+        graph_sys::smk_graph_side_new(device, &mut out)
+    })?;
+    Ok(Side(out))
+}
+
+#[cfg(smolsweep_cuda_graphs)]
+pub(crate) fn graph_side_enter(side: &Side) -> Result<(), KernelError> {
+    // SAFETY: `side` is a live handle.
+    check("cuda graph stream", unsafe {
+        graph_sys::smk_graph_side_enter(side.0)
+    })
+}
+
+#[cfg(smolsweep_cuda_graphs)]
+pub(crate) fn graph_side_leave(side: &Side) -> Result<(), KernelError> {
+    // SAFETY: `side` is a live handle.
+    check("cuda graph stream", unsafe {
+        graph_sys::smk_graph_side_leave(side.0)
+    })
+}
+
+#[cfg(smolsweep_cuda_graphs)]
+pub(crate) fn graph_new(side: &Side) -> Result<Graph, KernelError> {
+    let mut out = std::ptr::null_mut();
+    // SAFETY: `side` is live, `out` a valid place for the new handle.
+    check("cuda graph", unsafe {
+        graph_sys::smk_graph_new(side.0, &mut out)
+    })?;
+    Ok(Graph(out))
+}
+
+#[cfg(smolsweep_cuda_graphs)]
+pub(crate) fn graph_capture_begin(side: &Side, graph: &Graph) -> Result<(), KernelError> {
+    // SAFETY: both handles are live.
+    check("cuda graph capture", unsafe {
+        graph_sys::smk_graph_capture_begin(side.0, graph.0)
+    })
+}
+
+#[cfg(smolsweep_cuda_graphs)]
+pub(crate) fn graph_capture_end(graph: &Graph) -> Result<(), KernelError> {
+    // SAFETY: `graph` is live.
+    check("cuda graph capture", unsafe {
+        graph_sys::smk_graph_capture_end(graph.0)
+    })
+}
+
+#[cfg(smolsweep_cuda_graphs)]
+pub(crate) fn graph_replay(graph: &Graph) -> Result<(), KernelError> {
+    // SAFETY: `graph` is live.
+    check("cuda graph replay", unsafe {
+        graph_sys::smk_graph_replay(graph.0)
+    })
+}
+
+/// Without `csrc/graph.cpp`: the same calls, each unavailable.
+#[cfg(not(smolsweep_cuda_graphs))]
+mod no_graphs {
+    use super::KernelError;
+
+    pub(crate) struct Side;
+    pub(crate) struct Graph;
+
+    const OP: &str = "cuda graphs";
+
+    fn unavailable<T>() -> Result<T, KernelError> {
+        Err(KernelError::Unsupported {
+            op: OP,
+            msg: "smolsweep-kernels was built without CUDA graphs (no CUDA runtime headers or no torch_cuda)".into(),
+        })
+    }
+    pub(crate) fn graph_side_new(_: i64) -> Result<Side, KernelError> {
+        unavailable()
+    }
+    pub(crate) fn graph_side_enter(_: &Side) -> Result<(), KernelError> {
+        unavailable()
+    }
+    pub(crate) fn graph_side_leave(_: &Side) -> Result<(), KernelError> {
+        unavailable()
+    }
+    pub(crate) fn graph_new(_: &Side) -> Result<Graph, KernelError> {
+        unavailable()
+    }
+    pub(crate) fn graph_capture_begin(_: &Side, _: &Graph) -> Result<(), KernelError> {
+        unavailable()
+    }
+    pub(crate) fn graph_capture_end(_: &Graph) -> Result<(), KernelError> {
+        unavailable()
+    }
+    pub(crate) fn graph_replay(_: &Graph) -> Result<(), KernelError> {
+        unavailable()
+    }
+}
+#[cfg(not(smolsweep_cuda_graphs))]
+pub(crate) use no_graphs::*;
+
 #[cfg(not(smolsweep_shim))]
 mod absent {
     use super::*;

@@ -4,7 +4,8 @@
 //! (`_fused_adamw_`, CPU and CUDA), varlen flash attention
 //! (`_flash_attention_forward`, CUDA only, with autograd through the
 //! dispatcher), and the aliasing that lets a model's parameters and
-//! gradients live in flat buffers.
+//! gradients live in flat buffers; and CUDA-graph capture and replay
+//! ([`CudaGraph`]).
 //!
 //! C++ exceptions come back as [`KernelError`]s; every `unsafe` block is
 //! in [`ffi`]. When the shim could not be built, each entry point returns
@@ -12,6 +13,9 @@
 //! keep a plain-tch path.
 
 mod ffi;
+mod graph;
+
+pub use graph::{cuda_graphs_built, CudaGraph, GraphStream};
 
 use tch::{Device, Kind, Tensor};
 

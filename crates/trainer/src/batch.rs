@@ -103,31 +103,50 @@ pub fn micro_batches(
     pad_id: u32,
     device: Device,
 ) -> Vec<MicroBatch> {
-    micro_batches_with(
-        data,
-        samples,
+    let layout = Layout {
         micro_batch_size,
         packing,
         max_len,
         pad_id,
         device,
-        true,
-    )
+        packed_mask: true,
+        len_quantum: None,
+    };
+    micro_batches_in(data, samples, &layout)
 }
 
-/// [`micro_batches`], building packed rows' dense mask only when
-/// `packed_mask` (varlen attention needs the spans alone).
-#[allow(clippy::too_many_arguments)]
-pub fn micro_batches_with(
-    data: &dyn Samples,
-    samples: &[usize],
-    micro_batch_size: usize,
-    packing: bool,
-    max_len: usize,
-    pad_id: u32,
-    device: Device,
-    packed_mask: bool,
-) -> Vec<MicroBatch> {
+/// How one step's samples become micro-batch tensors.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    /// Rows per micro-batch, at most.
+    pub micro_batch_size: usize,
+    /// Several whole samples per row.
+    pub packing: bool,
+    /// Tokens per row, at most.
+    pub max_len: usize,
+    pub pad_id: u32,
+    pub device: Device,
+    /// Build packed rows' dense mask (the SDPA path); varlen attention
+    /// needs the spans alone.
+    pub packed_mask: bool,
+    /// Pad each micro-batch's rows up to a multiple of this many tokens
+    /// (at most `max_len`): fewer distinct shapes, each of which a CUDA
+    /// graph is captured for once. The padding is unlabelled and attends
+    /// only to padding, so the loss and gradients are the same.
+    pub len_quantum: Option<usize>,
+}
+
+/// [`micro_batches`] under a full [`Layout`].
+pub fn micro_batches_in(data: &dyn Samples, samples: &[usize], layout: &Layout) -> Vec<MicroBatch> {
+    let &Layout {
+        micro_batch_size,
+        packing,
+        max_len,
+        pad_id,
+        device,
+        packed_mask,
+        len_quantum,
+    } = layout;
     let mut rows: Vec<Row> = Vec::new();
     if packing {
         // First fit in step order: a sample goes in the first row with room.
@@ -166,7 +185,11 @@ pub fn micro_batches_with(
     rows.chunks(micro_batch_size.max(1))
         .map(|chunk| {
             let r = chunk.len() as i64;
-            let l = chunk.iter().map(|row| row.ids.len()).max().unwrap_or(1) as i64;
+            let longest = chunk.iter().map(|row| row.ids.len()).max().unwrap_or(1);
+            let l = match len_quantum {
+                Some(q) if q > 0 => longest.next_multiple_of(q).min(max_len).max(longest),
+                _ => longest,
+            } as i64;
             let mut ids = Vec::with_capacity((r * l) as usize);
             let mut pos = Vec::with_capacity((r * l) as usize);
             let mut seg = Vec::with_capacity((r * l) as usize);
@@ -321,6 +344,68 @@ mod tests {
                 assert_eq!(*v.offsets.last().expect("end") as i64, r * l);
             }
         }
+    }
+
+    /// Rounded row lengths add only unlabelled padding that no real
+    /// token sees: same targets at the real positions, same labels, the
+    /// same spans for the samples.
+    #[test]
+    fn rounded_lengths_pad_without_changing_labels() {
+        let d = data(&[3, 2, 4]);
+        for packing in [true, false] {
+            // Rows of 5 and 4 tokens (packed) or 3, 2 and 4: to 8.
+            let plain = micro_batches(&d, &[0, 1, 2], 8, packing, 8, 0, Device::Cpu);
+            let layout = Layout {
+                micro_batch_size: 8,
+                packing,
+                max_len: 8,
+                pad_id: 0,
+                device: Device::Cpu,
+                packed_mask: true,
+                len_quantum: Some(8),
+            };
+            let rounded = micro_batches_in(&d, &[0, 1, 2], &layout);
+            let (a, b) = (&plain[0], &rounded[0]);
+            let (r, l) = a.ids.size2().expect("2d");
+            assert_eq!(b.ids.size(), [r, 8], "packing {packing}");
+            assert_eq!(a.label_tokens, b.label_tokens);
+            assert_eq!(a.tokens, b.tokens);
+            let bt = b.targets.view([r, 8]).narrow(1, 0, l);
+            assert!(bt.equal(&a.targets.view([r, l])));
+            assert_eq!(
+                b.targets
+                    .view([r, 8])
+                    .narrow(1, l, 8 - l)
+                    .ne(-100)
+                    .sum(Kind::Int64)
+                    .int64_value(&[]),
+                0
+            );
+            if packing {
+                let m = b.mask.as_ref().expect("mask");
+                let real = m.narrow(2, 0, l).narrow(3, 0, l);
+                assert!(real.equal(a.mask.as_ref().expect("mask")));
+                // No real query sees a pad key.
+                assert_eq!(
+                    m.narrow(2, 0, l)
+                        .narrow(3, l, 8 - l)
+                        .sum(Kind::Int64)
+                        .int64_value(&[]),
+                    0
+                );
+            }
+        }
+        // Never past max_len.
+        let layout = Layout {
+            micro_batch_size: 8,
+            packing: false,
+            max_len: 5,
+            pad_id: 0,
+            device: Device::Cpu,
+            packed_mask: true,
+            len_quantum: Some(128),
+        };
+        assert_eq!(micro_batches_in(&d, &[2], &layout)[0].ids.size(), [1, 5]);
     }
 
     #[test]

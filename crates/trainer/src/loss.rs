@@ -44,6 +44,50 @@ pub fn chunked_lm_loss_lazy(
     scale: f64,
     chunk: i64,
 ) -> Result<(Tensor, Tensor)> {
+    chunked(hidden, weight, targets, Weigh::All(scale), chunk)
+}
+
+/// [`chunked_lm_loss_lazy`] over every position with a weight per token
+/// (`token_weight` `[N]` fp32: the loss scale where there is a label, 0
+/// where there is none; `targets` then needs only be a valid id
+/// everywhere). The fixed-shape form a captured CUDA graph replays: no
+/// selection of labelled positions, whose count changes every batch, and
+/// the scale an input tensor, not a constant baked into the graph.
+///
+/// Returns `(weighted sum of token losses, surrogate)`: the loss is
+/// already scaled.
+pub fn chunked_lm_loss_weighted(
+    hidden: &Tensor,
+    weight: &Tensor,
+    targets: &Tensor,
+    token_weight: &Tensor,
+    chunk: i64,
+) -> Result<(Tensor, Tensor)> {
+    chunked(
+        hidden,
+        weight,
+        targets,
+        Weigh::PerToken(token_weight),
+        chunk,
+    )
+}
+
+/// How [`chunked`] weighs token losses.
+#[derive(Clone, Copy)]
+enum Weigh<'a> {
+    /// Every token by one scale (the returned loss is unscaled).
+    All(f64),
+    /// Each token by its own weight (the returned loss is weighted).
+    PerToken(&'a Tensor),
+}
+
+fn chunked(
+    hidden: &Tensor,
+    weight: &Tensor,
+    targets: &Tensor,
+    weigh: Weigh<'_>,
+    chunk: i64,
+) -> Result<(Tensor, Tensor)> {
     let n = hidden.size()[0];
     let kind = hidden.kind();
     let (grad_h, grad_w, loss_sum) = {
@@ -61,7 +105,7 @@ pub fn chunked_lm_loss_lazy(
             let logits = hc.linear(&w, None::<Tensor>).to_kind(Kind::Float);
             let lse = logits.logsumexp([-1], true);
             let picked = logits.gather(1, &y.unsqueeze(1), false);
-            loss_sum += (&lse - &picked).sum(Kind::Double);
+            let token_loss = &lse - &picked;
             // d/dlogits of scale * CE = scale * (softmax - onehot).
             let mut g = (logits - lse).exp();
             let _ = g.scatter_add_(
@@ -69,7 +113,17 @@ pub fn chunked_lm_loss_lazy(
                 &y.unsqueeze(1),
                 &Tensor::full([len, 1], -1.0, (Kind::Float, g.device())),
             );
-            let g = g * scale;
+            let g = match weigh {
+                Weigh::All(scale) => {
+                    loss_sum += token_loss.sum(Kind::Double);
+                    g * scale
+                }
+                Weigh::PerToken(tw) => {
+                    let wc = tw.narrow(0, start, len).unsqueeze(1);
+                    loss_sum += (token_loss * &wc).sum(Kind::Double);
+                    g * wc
+                }
+            };
             let gk = g.to_kind(kind);
             grad_h.narrow(0, start, len).copy_(&gk.matmul(&w));
             grad_w += gk.transpose(0, 1).matmul(&hc).to_kind(Kind::Float);
@@ -121,5 +175,37 @@ mod tests {
         let dh = (h2.grad() - gh).abs().max().double_value(&[]);
         let dw = (w2.grad() - gw).abs().max().double_value(&[]);
         assert!(dh < 1e-5 && dw < 1e-5, "grad diffs {dh} {dw}");
+    }
+
+    /// Over every position with weight `scale` where labelled and 0
+    /// elsewhere (any valid id there) = over the labelled positions alone
+    /// at `scale`: loss (scaled) and both gradients.
+    #[test]
+    fn weighted_over_all_positions_equals_the_labelled_selection() {
+        let (h, w, y) = setup(2);
+        let labelled: Vec<i64> = (0..37).filter(|i| i % 3 != 0).collect();
+        let sel = Tensor::from_slice(&labelled);
+        let (l1, s1) = chunked_lm_loss_lazy(
+            &h.index_select(0, &sel),
+            &w,
+            &y.index_select(0, &sel),
+            0.25,
+            8,
+        )
+        .expect("selected");
+        s1.backward();
+        let (gh, gw) = (h.grad().copy(), w.grad().copy());
+        let (h2, w2, _) = setup(2);
+        let mask: Vec<f32> = (0..37)
+            .map(|i| if i % 3 != 0 { 0.25 } else { 0.0 })
+            .collect();
+        let tw = Tensor::from_slice(&mask);
+        let (l2, s2) = chunked_lm_loss_weighted(&h2, &w2, &y, &tw, 8).expect("weighted");
+        s2.backward();
+        let (l1, l2) = (l1.double_value(&[]) * 0.25, l2.double_value(&[]));
+        assert!((l1 - l2).abs() / l1.abs() < 1e-6, "{l1} vs {l2}");
+        let dh = (h2.grad() - gh).abs().max().double_value(&[]);
+        let dw = (w2.grad() - gw).abs().max().double_value(&[]);
+        assert!(dh < 1e-6 && dw < 1e-6, "grad diffs {dh} {dw}");
     }
 }

@@ -20,6 +20,7 @@
 mod divergence;
 mod dump;
 mod export;
+mod graph;
 mod progress;
 pub(crate) mod setup;
 mod step;
@@ -119,6 +120,9 @@ pub fn fingerprint(c: &TrialConfig) -> String {
         // Which kernel computes attention, not what it computes; a key
         // newer than the removals below, so taken out the same way.
         o.shift_remove("attention");
+        // How the step is launched, not what it computes (rows padded for
+        // a graph's static shapes add only unlabelled positions).
+        o.shift_remove("cuda_graphs");
         for k in [
             "output_dir",
             "checkpoint_every_steps",
@@ -368,6 +372,16 @@ impl<'a> Run<'a> {
     fn finish(mut self, events: &mut dyn EventSink, early: Option<String>) -> Result<Outcome> {
         self.bar.finish_and_clear();
         self.report_memory(events, true);
+        if let Some(g) = &self.t.graphs {
+            let s = g.borrow().stats;
+            tracing::info!(
+                captured = s.captured,
+                replayed = s.replayed,
+                warmup = s.warmup,
+                eager = s.eager,
+                "cuda_graphs: micro-batches by how they ran"
+            );
+        }
         // Final checkpoint too, so a kill during export resumes to "done".
         let path = self.checkpoint()?;
         if early.is_some() {
@@ -480,6 +494,7 @@ mod tests {
         // old removals.
         for k in [
             "attention",
+            "cuda_graphs",
             "stage",
             "beta",
             "dpo_loss",
@@ -522,5 +537,8 @@ mod tests {
             let c = config(d.path(), &format!("attention = \"{a}\"\n"));
             assert_eq!(fingerprint(&c), base, "{a}");
         }
+        // Nor is capturing the step in a CUDA graph.
+        let c = config(d.path(), "cuda_graphs = true\n");
+        assert_eq!(fingerprint(&c), base, "cuda_graphs");
     }
 }

@@ -3,6 +3,7 @@
 //! (from the cache when it is there), the model, the optimizer, the step
 //! counts and the micro-batch size.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
@@ -13,6 +14,7 @@ use smolsweep_model::{
 use tch::{Device, Kind, Tensor};
 
 use super::fingerprint;
+use super::graph::StepGraphs;
 use crate::batch::steps_per_epoch;
 use crate::config::{self, InitKind, MicroBatch, Stage, TrialConfig};
 use crate::data::{self, DataSpec, Loaded, Samples};
@@ -39,6 +41,8 @@ pub(super) struct Trainer<'a> {
     pub micro_batch_size: usize,
     /// [`fingerprint`] of `cfg`, written into every checkpoint.
     pub fingerprint: String,
+    /// `cuda_graphs`, where it applies (CUDA, SFT) and could start.
+    pub graphs: Option<RefCell<StepGraphs>>,
 }
 
 /// What the trial trains on.
@@ -133,6 +137,7 @@ impl<'a> Trainer<'a> {
         );
         let plan = Plan::new(cfg, work.len());
         let fingerprint = fingerprint(cfg);
+        let graphs = step_graphs(cfg, device).map(RefCell::new);
         Ok(Trainer {
             cfg,
             device,
@@ -146,6 +151,7 @@ impl<'a> Trainer<'a> {
             plan,
             micro_batch_size,
             fingerprint,
+            graphs,
         })
     }
 
@@ -177,6 +183,29 @@ impl Plan {
             warmup,
         }
     }
+}
+
+/// `cuda_graphs = true` where it can act: an SFT trial on a CUDA device
+/// with graph support. Elsewhere the trial trains eagerly and says why.
+fn step_graphs(cfg: &TrialConfig, device: Device) -> Option<StepGraphs> {
+    if !cfg.cuda_graphs {
+        return None;
+    }
+    let why = if cfg.stage != Stage::Sft {
+        "it applies to SFT steps, not DPO or reward-model ones".to_owned()
+    } else if !device.is_cuda() {
+        format!("it needs a CUDA device, and this trial trains on {device:?}")
+    } else {
+        match StepGraphs::cuda(device) {
+            Ok(g) => {
+                tracing::info!("cuda_graphs: each micro-batch shape is captured once and replayed");
+                return Some(g);
+            }
+            Err(e) => crate::error::chain_text(&e),
+        }
+    };
+    tracing::warn!("cuda_graphs is on but unused, training eagerly: {why}");
+    None
 }
 
 fn device_and_kind(cfg: &TrialConfig) -> Result<(Device, Kind)> {

@@ -3,11 +3,12 @@
 //! gradient clipping, the scheduled learning rate and the AdamW update.
 
 use smolsweep_model::llama::AttnMask;
+use smolsweep_model::Llama;
 use tch::Tensor;
 
 use super::dump::BatchDump;
 use super::setup::{Trainer, Work};
-use crate::batch::{micro_batches_with, step_samples, MicroBatch};
+use crate::batch::{micro_batches_in, step_samples, Layout, MicroBatch};
 use crate::config::LossReduction;
 use crate::dpo::MicroHook;
 use crate::error::Result;
@@ -162,18 +163,18 @@ impl Trainer<'_> {
     ) -> (u64, Vec<MicroBatch>) {
         let (p, cfg) = (&self.plan, self.cfg);
         let (epoch, samples) = step_samples(p.samples, p.batch_size, cfg.seed, step, order);
-        let mbatches = micro_batches_with(
-            data,
-            &samples,
-            self.micro_batch_size,
-            cfg.packing,
-            cfg.max_seq_len,
-            self.pad,
-            self.device,
+        let layout = Layout {
+            micro_batch_size: self.micro_batch_size,
+            packing: cfg.packing,
+            max_len: cfg.max_seq_len,
+            pad_id: self.pad,
+            device: self.device,
             // Varlen attention needs the spans only.
-            !self.model.uses_varlen(),
-        );
-        (epoch, mbatches)
+            packed_mask: !self.model.uses_varlen(),
+            // Captured graphs replay fixed shapes: fewer distinct lengths.
+            len_quantum: self.graphs.as_ref().map(|_| super::graph::LEN_QUANTUM),
+        };
+        (epoch, micro_batches_in(data, &samples, &layout))
     }
 
     /// The weight of one micro-batch's summed token loss in the step's loss.
@@ -188,26 +189,15 @@ impl Trainer<'_> {
 
     /// Forward and backward of one micro-batch, its loss weighted by
     /// `scale`; returns its share of the step's loss (a device scalar).
+    /// By a captured graph's replay where `cuda_graphs` is on and the
+    /// shape has one (or gets one now).
     fn forward_backward(&self, mb: &MicroBatch, scale: f64) -> Result<Tensor> {
-        let mask = match (&mb.varlen, &mb.mask) {
-            (Some(varlen), m) => AttnMask::Packed {
-                mask: m.as_ref(),
-                varlen,
-            },
-            (None, Some(m)) => AttnMask::Explicit(m),
-            (None, None) => AttnMask::Causal,
-        };
-        let hidden = self
-            .model
-            .forward_hidden(&mb.ids, &mb.positions, mask, None)?;
-        // Only labelled positions reach the LM head.
-        let d = hidden.size()[2];
-        let h = hidden.view([-1, d]).index_select(0, &mb.labelled);
-        let y = mb.targets.index_select(0, &mb.labelled);
-        let (loss_sum, surrogate) =
-            chunked_lm_loss_lazy(&h, self.model.lm_head_weight(), &y, scale, DEFAULT_CHUNK)?;
-        surrogate.f_backward()?;
-        Ok(loss_sum * scale)
+        if let Some(g) = &self.graphs {
+            if let Some(loss) = g.borrow_mut().run(&self.model, mb, scale)? {
+                return Ok(loss);
+            }
+        }
+        forward_backward(&self.model, mb, scale)
     }
 
     /// Applies the accumulated gradient as optimizer step `step` (0-based)
@@ -230,5 +220,32 @@ impl Trainer<'_> {
         self.opt.step(lr);
         self.opt.zero_grad();
         Ok(Update { lr, grad_norm })
+    }
+}
+
+/// Forward and backward of one micro-batch, eagerly, its loss weighted by
+/// `scale`: only labelled positions reach the LM head. Returns its share
+/// of the step's loss (a device scalar).
+pub(super) fn forward_backward(model: &Llama, mb: &MicroBatch, scale: f64) -> Result<Tensor> {
+    let hidden = model.forward_hidden(&mb.ids, &mb.positions, attn_mask(mb), None)?;
+    let d = hidden.size()[2];
+    let h = hidden.view([-1, d]).index_select(0, &mb.labelled);
+    let y = mb.targets.index_select(0, &mb.labelled);
+    let (loss_sum, surrogate) =
+        chunked_lm_loss_lazy(&h, model.lm_head_weight(), &y, scale, DEFAULT_CHUNK)?;
+    surrogate.f_backward()?;
+    Ok(loss_sum * scale)
+}
+
+/// The attention a micro-batch asks for: packed spans (with the dense mask
+/// when it was built), an explicit mask, or plain causal.
+pub(super) fn attn_mask(mb: &MicroBatch) -> AttnMask<'_> {
+    match (&mb.varlen, &mb.mask) {
+        (Some(varlen), m) => AttnMask::Packed {
+            mask: m.as_ref(),
+            varlen,
+        },
+        (None, Some(m)) => AttnMask::Explicit(m),
+        (None, None) => AttnMask::Causal,
     }
 }
