@@ -103,18 +103,17 @@ impl Entry {
     /// Launches the captured step once; its loss lands in the graph's loss
     /// tensor.
     fn replay(&self, model: &Llama) -> Result<()> {
-        let Some((captured, loss)) = &self.graph else {
-            return Ok(());
-        };
-        match captured {
-            Captured::Cuda(g) => g.replay()?,
+        match &self.graph {
+            Some((Captured::Cuda(g), _)) => g.replay()?,
             #[cfg(test)]
-            Captured::Simulated => {
+            Some((Captured::Simulated, loss)) => {
                 let fresh = static_step(model, &self.bufs)?;
                 let _g = tch::no_grad_guard();
                 loss.shallow_clone().copy_(&fresh);
             }
+            None => {}
         }
+        // Read only by the simulated replay.
         let _ = model;
         Ok(())
     }
