@@ -49,9 +49,14 @@ pub enum AttnMask<'a> {
     },
 }
 
-/// Key/value cache for incremental decoding: one preallocated
-/// `[B, kv_heads, capacity, head_dim]` buffer per layer, filled in place so
-/// decoding does no re-allocation per token.
+/// Key/value cache for incremental decoding: one
+/// `[B, kv_heads, allocated, head_dim]` buffer per layer, filled in place so
+/// decoding does no re-allocation per token. `capacity` is the limit; the
+/// buffers start at what the first call needs (at least
+/// [`KvCache::INITIAL`] positions) and double when a call needs more, so a
+/// generation allowed the whole context (BBH under `smollm2`) whose
+/// answers are a few tokens does not zero, copy and attend over gigabytes
+/// it never uses.
 ///
 /// Rows may also be filled independently (continuous batching): prompts
 /// prefilled elsewhere are copied into free rows by
@@ -70,12 +75,15 @@ pub struct KvCache {
 }
 
 impl KvCache {
+    /// Positions allocated at first, at least (unless `capacity` is less).
+    pub const INITIAL: i64 = 256;
+
     pub fn new(model: &Llama, batch: i64, capacity: i64) -> Self {
         let c = &model.config;
         let shape = [
             batch,
             c.num_kv_heads() as i64,
-            capacity,
+            capacity.min(Self::INITIAL),
             c.head_dim() as i64,
         ];
         let opts = (model.kind, model.device);
@@ -89,11 +97,36 @@ impl KvCache {
         }
     }
 
+    /// Positions the buffers hold now (at most `capacity`).
+    pub fn allocated(&self) -> i64 {
+        self.k.first().map_or(0, |t| t.size()[2])
+    }
+
+    /// Makes room for `need` positions (at most `capacity`): doubled, or to
+    /// `need` if that is more; what is cached is kept, the rest is zeros
+    /// (masked keys must be finite: a masked weight of 0 times a NaN value
+    /// is NaN).
+    fn reserve(&mut self, need: i64) {
+        let have = self.allocated();
+        if need <= have {
+            return;
+        }
+        let grown = need.max(2 * have).min(self.capacity);
+        for t in self.k.iter_mut().chain(self.v.iter_mut()) {
+            let mut size = t.size();
+            size[2] = grown;
+            let bigger = Tensor::zeros(size.as_slice(), (t.kind(), t.device()));
+            bigger.narrow(2, 0, have).copy_(t);
+            *t = bigger;
+        }
+    }
+
     /// Copies the first `len` positions of every row of `src` (a cache
     /// of the same model) into rows `rows` (int64 on the model's device)
     /// of this one: prompts prefilled together as one batch land in
     /// whichever slots are free.
     pub fn copy_rows_from(&mut self, rows: &Tensor, src: &KvCache, len: i64) {
+        self.reserve(len);
         for (dst, s) in self.k.iter().zip(&src.k).chain(self.v.iter().zip(&src.v)) {
             let _ = dst
                 .narrow(2, 0, len)
@@ -442,6 +475,13 @@ impl Llama {
                 )));
             }
         }
+        if let Some(c) = cache.as_deref_mut() {
+            let need = match &c.rows {
+                Some((_, span)) => *span,
+                None => c.len + t,
+            };
+            c.reserve(need);
+        }
         let c = &self.config;
         let (h, kv, hd) = (
             c.num_attention_heads as i64,
@@ -669,6 +709,44 @@ mod tests {
             .expect("chunk");
         let full = m.forward(&x).expect("fwd").narrow(1, 2, 4);
         let diff = (full - m.logits(&h)).abs().max().double_value(&[]);
+        assert!(diff < 1e-4, "max diff {diff}");
+    }
+
+    /// A cache that starts small and grows (twice here) gives the logits
+    /// of one allocated whole: what is cached survives each growth.
+    #[test]
+    fn a_growing_cache_equals_a_whole_one() {
+        let m = tiny();
+        let _g = tch::no_grad_guard();
+        let n = 2 * KvCache::INITIAL + 40;
+        let ids: Vec<i64> = (0..n).map(|i| (i * 7 + 3) % 97).collect();
+        let x = Tensor::from_slice(&ids).unsqueeze(0);
+        let full = m.forward(&x).expect("fwd");
+        let mut cache = KvCache::new(&m, 1, n + 8);
+        assert_eq!(cache.allocated(), KvCache::INITIAL);
+        let pre = KvCache::INITIAL - 4;
+        let pos = Tensor::arange(pre, (Kind::Int64, Device::Cpu)).unsqueeze(0);
+        let h = m
+            .forward_hidden(
+                &x.narrow(1, 0, pre),
+                &pos,
+                AttnMask::Causal,
+                Some(&mut cache),
+            )
+            .expect("prefill");
+        let mut parts = vec![m.logits(&h)];
+        for p in pre..n {
+            let pos = Tensor::from_slice(&[p]).unsqueeze(0);
+            let h = m
+                .forward_hidden(&x.narrow(1, p, 1), &pos, AttnMask::Full, Some(&mut cache))
+                .expect("step");
+            parts.push(m.logits(&h));
+        }
+        assert_eq!(cache.allocated(), n + 8, "grown to the limit");
+        let diff = (full - Tensor::cat(&parts, 1))
+            .abs()
+            .max()
+            .double_value(&[]);
         assert!(diff < 1e-4, "max diff {diff}");
     }
 
