@@ -31,7 +31,7 @@ use smolsweep_model::{LoadedModel, Message};
 
 use crate::chat_wrap;
 use crate::error::{EvalError, Result};
-use crate::generation::generate_all;
+use crate::generation::{generate_all, Output};
 use crate::loglik::BatchSize;
 use crate::pyrandom::PyRandom;
 use crate::runner::{mean_and_stderr, Metric};
@@ -401,10 +401,10 @@ fn generate_uncapped(
     ids: &[Vec<u32>],
     window: usize,
     batch: BatchSize,
-) -> Result<Vec<String>> {
+) -> Result<Vec<Output>> {
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
-    let mut out = vec![String::new(); ids.len()];
+    let mut out: Vec<Option<Output>> = vec![None; ids.len()];
     let mut start = 0;
     while start < order.len() {
         let longest = ids[order[start]].len();
@@ -417,11 +417,11 @@ fn generate_uncapped(
         let cap = window.saturating_sub(longest).max(1);
         let gens = generate_all(m, &chunk, &chat_wrap::SMOLLM2_STOP, cap, batch)?;
         for (&i, g) in order[start..end].iter().zip(gens) {
-            out[i] = g.text;
+            out[i] = Some(g);
         }
         start = end;
     }
-    Ok(out)
+    Ok(out.into_iter().flatten().collect())
 }
 
 /// Runs every subtask under `convention`'s prompts, generation settings
@@ -451,18 +451,16 @@ pub fn run(
         .iter()
         .map(|p| m.tokenizer.encode_with(p, smollm2))
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let texts = if smollm2 {
+    let outs = if smollm2 {
         generate_uncapped(m, &ids, chat_wrap::max_model_length(m), batch)?
     } else {
         generate_all(m, &ids, &LM_EVAL_UNTIL, LM_EVAL_MAX_GEN_TOKS, batch)?
-            .into_iter()
-            .map(|o| o.text)
-            .collect()
     };
     let mut per: Vec<Vec<f64>> = vec![Vec::new(); subtasks.len()];
     let mut samples = Vec::new();
-    for ((&(s, j), p), text) in owners.iter().zip(&prompts).zip(&texts) {
+    for ((&(s, j), p), o) in owners.iter().zip(&prompts).zip(&outs) {
         let d = &subtasks[s].docs()[j];
+        let text = &o.text;
         let (pred, em) = if smollm2 {
             (text.clone(), smollm2_em(text, &d.target))
         } else {
@@ -479,6 +477,8 @@ pub fn run(
                 "source": d.location,
                 "prompt": p,
                 "response": text,
+                "generated_tokens": o.token_ids.len(),
+                "stop_reason": o.stop_reason,
                 "extracted": pred,
                 "gold": d.target,
                 "exact_match": em,

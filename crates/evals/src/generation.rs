@@ -35,6 +35,9 @@ pub struct Output {
     /// The text lm-eval would score.
     pub text: String,
     pub token_ids: Vec<u32>,
+    /// Why generation ended (vLLM's finish_reason "stop" is `Eos` or
+    /// `StopString`, "length" is `Length`).
+    pub stop_reason: StopReason,
 }
 
 /// How prompts are batched.
@@ -126,6 +129,7 @@ pub fn generate_all_with(
         out[i] = Some(Output {
             text: cut_at_stops(&text, &stops),
             token_ids: g.token_ids,
+            stop_reason: g.stop_reason,
         });
     }
     Ok(out.into_iter().flatten().collect())
