@@ -95,8 +95,6 @@ BBH_DOCS = 2
 # google/IFEval rows (key, prompt, instruction_id_list, kwargs): key 1001 of
 # the lm-eval fixture and short-answer prompts of the same kind.
 IFEVAL_EXTRA = [
-    {"key": 2000, "prompt": "What is the capital of France? Your entire response should be in English, and in all capital letters.",
-     "instruction_id_list": ["change_case:english_capital"], "kwargs": [{}]},
     {"key": 2001, "prompt": "Write a title for a story about a lost dog. The title must be wrapped in double angular brackets, such as <<my title>>.",
      "instruction_id_list": ["detectable_format:title"], "kwargs": [{}]},
     {"key": 2002, "prompt": "Describe a sunny day in one short paragraph. Do not use any commas in your response.",
@@ -280,7 +278,8 @@ def write_data():
     test = [test_all[i] for i in GSM8K_TEST]
     base.write_jsonl(os.path.join(GEN_DATA, "gsm8k", "main", "train.jsonl"), train)
     base.write_jsonl(os.path.join(GEN_DATA, "gsm8k", "main", "test.jsonl"), test)
-    # Key 1000 (the sea poem) runs to the 1280-token cap: left out.
+    # Key 1000 (the sea poem) runs to the 1280-token cap, as did an all-capitals
+    # "capital of France" prompt: left out (the test would take minutes).
     ifeval = [r for r in base.read_jsonl(os.path.join(base.DATA, "ifeval", "train.jsonl")) if r["key"] != 1000] + IFEVAL_EXTRA
     base.write_jsonl(os.path.join(GEN_DATA, "ifeval", "train.jsonl"), ifeval)
     bbh = {}
@@ -293,7 +292,8 @@ def write_data():
 
 def main():
     model_dir = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "models", "SmolLM2-135M-Instruct"))
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    # One thread: on a shared 2-core machine more threads thrash (20x slower).
+    torch.set_num_threads(1)
     tok = base.tokenizer_of(model_dir)
     rows = write_data()
     configs = {"gsm8k": base.CONFIGS["gsm8k"], "ifeval": base.CONFIGS["ifeval"], **{f"bbh:{n}": bbh_config(n) for n in BBH_SUBTASKS}}
@@ -323,7 +323,8 @@ def main():
         r.shuffle(order)
         per_doc = [None] * len(order)
         for q, resp in zip(greedy, responses):
-            if not q.task_name.startswith(f"custom|{task_name}|") and not q.task_name.startswith(f"extended|{task_name}|"):
+            # create_requests_from_tasks names requests "{task}|{shots}".
+            if q.task_name.rsplit("|", 1)[0] != task_name:
                 continue
             pos = int(q.sample_index.split("_")[0])
             file_index = order[pos]
