@@ -45,7 +45,8 @@ task's metrics (GSM8K `quasi_exact_match_gsm8k`, BBH `exact_match`, IFEval
 tests/fixtures/evals/smollm2/generation/data/):
 
 - gsm8k/main/{train,test}.jsonl: the smollm2 fixture's train split and
-  test questions GSM8K_TEST of its test split (5-shot);
+  test questions GSM8K_TEST of its test split, then GSM8K_EXTRA, written
+  for this fixture so that some answers end on a stop string (5-shot);
 - ifeval/train.jsonl: IFEVAL rows (google/IFEval schema) whose greedy
   answers end well before the 1280-token cap;
 - bbh/: BBH_SUBTASKS of tests/fixtures/evals/mmlu_bbh/data/bbh, each
@@ -90,6 +91,15 @@ MAX_MODEL_LENGTH = base.MAX_MODEL_LENGTH
 
 # Rows of tests/fixtures/evals/smollm2/data/gsm8k/main/test.jsonl.
 GSM8K_TEST = [0, 2]
+# GSM8K-schema rows written for this fixture, whose greedy answers end on
+# the stop string `Question` (at the first token, and after a few words):
+# none of the rows above or the BBH and IFEval documents does (all end at
+# the eos token), and without them dropping the stop strings would pass.
+# Picked from a scan of candidates capped at 80 tokens.
+GSM8K_EXTRA = [
+    {"question": "Write a new question about apples for a math quiz. Begin it with the word Question.", "answer": "#### 0"},
+    {"question": "What is the next question in this list? Question 1: 2 + 2. Question 2: 3 + 3. Question 3: 4 + 4.", "answer": "#### 0"},
+]
 BBH_SUBTASKS = ["boolean_expressions", "causal_judgement"]
 BBH_DOCS = 2
 # google/IFEval rows (key, prompt, instruction_id_list, kwargs): key 1001 of
@@ -275,7 +285,7 @@ def bbh_config(subset):
 def write_data():
     train = base.read_jsonl(os.path.join(OUT, "data", "gsm8k", "main", "train.jsonl"))
     test_all = base.read_jsonl(os.path.join(OUT, "data", "gsm8k", "main", "test.jsonl"))
-    test = [test_all[i] for i in GSM8K_TEST]
+    test = [test_all[i] for i in GSM8K_TEST] + GSM8K_EXTRA
     base.write_jsonl(os.path.join(GEN_DATA, "gsm8k", "main", "train.jsonl"), train)
     base.write_jsonl(os.path.join(GEN_DATA, "gsm8k", "main", "test.jsonl"), test)
     # Key 1000 (the sea poem) runs to the 1280-token cap, as did an all-capitals

@@ -140,6 +140,14 @@ fn generations_and_scores_equal_lightevals_vllm_path() {
         keep_samples: true,
         ..Default::default()
     };
+    // The fixture keeps documents that end on each kind of stop (or the
+    // stop strings would go untested).
+    let all_docs = want.as_object().expect("tasks").values();
+    let reasons: Vec<&str> = all_docs
+        .flat_map(|d| d.as_array().expect("docs"))
+        .map(stop_reason)
+        .collect();
+    assert!(reasons.contains(&"eos") && reasons.contains(&"stop_string"));
     let res = evaluate(&m, &[gsm8k, ifeval], &opts).expect("evaluate");
     let samples = &res.tasks["gsm8k"].samples;
     assert_eq!(samples.len(), wg.len());
