@@ -31,7 +31,10 @@ ran then):
   (`include_stop_str_in_output=False`) -> "stop", stop_reason the string;
   prompt plus output longer than `max_model_len` -> "length"; `max_tokens`
   output tokens -> "length";
-- `max_tokens=None` (BBH) leaves the max_model_len check as the only cap;
+- `max_tokens=None` (BBH) leaves the max_model_len check as the only cap:
+  `seq.get_len() > max_model_len`, after the new token is appended, so a
+  prompt of n tokens gets up to max_model_len + 1 - n (smolsweep's
+  `MaxNew::Window`; vLLM's v1 engine, 0.8 on, would give max_model_len - n);
 - `logprobs=0` returns the chosen token's log-probability per step, which
   `greedy_until` reads.
 
@@ -60,9 +63,9 @@ strings and max_tokens, the generated token ids, the returned text,
 finish_reason / stop_reason, the smallest top-1 minus top-2 logit margin
 over the generated tokens (and where), and lighteval's metric values.
 
-Regenerate (about two minutes on 2 cores) in the venv of
-smollm2_reference.py's docstring (lighteval@ea46419a --no-deps, the project
-venv's torch 2.11.0 / transformers 5.24.0 on its path):
+Regenerate (about 30 s on 2 cores) in the venv of smollm2_reference.py's
+docstring (lighteval@ea46419a --no-deps, the project venv's torch 2.11.0 /
+transformers 5.24.0 on its path; step by step in crates/evals/data/README.md):
 
     HF_HUB_OFFLINE=1 /tmp/lv/bin/python scripts/reference/smollm2_generation_reference.py models/SmolLM2-135M-Instruct
 """
