@@ -40,6 +40,7 @@ mod rm_eval;
 mod rm_parity;
 mod sft_labels_reference;
 mod slurm_backend;
+mod smollm2_generation_reference;
 mod smollm2_reference;
 mod stop_rule;
 mod sweep_chain;

@@ -7,8 +7,10 @@
 //!   Python's global `random.seed(0)` ([`balanced_pool`]), chat-wrapped as
 //!   user/assistant turns; greedy generation with the stop strings
 //!   `Question:`, `Question` and the eos text and no cap but the 2048-token
-//!   window; `em` = `pred.strip() == gold.strip()` (an empty prediction
-//!   scores 0); the score is the macro mean over subtasks.
+//!   window, each prompt's own (vLLM's v0 engine with `max_tokens=None`:
+//!   2049 less the prompt's length, [`MaxNew::Window`]); `em` =
+//!   `pred.strip() == gold.strip()` (an empty prediction scores 0); the
+//!   score is the macro mean over subtasks.
 //! - `lm-eval` (lm-evaluation-harness 0.4.13, `bbh_cot_fewshot` v4.0): the
 //!   subtask's description and its 3 chain-of-thought exemplars as the YAML
 //!   ships them (vendored in `data/bbh_cot_fewshot.json`), `Q: {input}\nA:
@@ -31,7 +33,7 @@ use smolsweep_model::{LoadedModel, Message};
 
 use crate::chat_wrap;
 use crate::error::{EvalError, Result};
-use crate::generation::generate_all;
+use crate::generation::{generate_all, generate_all_with, Engine, MaxNew};
 use crate::loglik::BatchSize;
 use crate::pyrandom::PyRandom;
 use crate::runner::{mean_and_stderr, Metric};
@@ -393,37 +395,6 @@ pub struct GroupRun {
     pub samples: Vec<Value>,
 }
 
-/// Greedy generation with no cap but the window: prompts grouped by
-/// length (64-token bands, longest first), each band allowed up to the
-/// window less its longest prompt.
-fn generate_uncapped(
-    m: &LoadedModel,
-    ids: &[Vec<u32>],
-    window: usize,
-    batch: BatchSize,
-) -> Result<Vec<String>> {
-    let mut order: Vec<usize> = (0..ids.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
-    let mut out = vec![String::new(); ids.len()];
-    let mut start = 0;
-    while start < order.len() {
-        let longest = ids[order[start]].len();
-        let band = longest.saturating_sub(63);
-        let end = order[start..]
-            .iter()
-            .position(|&i| ids[i].len() < band)
-            .map_or(order.len(), |p| start + p);
-        let chunk: Vec<Vec<u32>> = order[start..end].iter().map(|&i| ids[i].clone()).collect();
-        let cap = window.saturating_sub(longest).max(1);
-        let gens = generate_all(m, &chunk, &chat_wrap::SMOLLM2_STOP, cap, batch)?;
-        for (&i, g) in order[start..end].iter().zip(gens) {
-            out[i] = g.text;
-        }
-        start = end;
-    }
-    Ok(out)
-}
-
 /// Runs every subtask under `convention`'s prompts, generation settings
 /// and metric.
 pub fn run(
@@ -451,18 +422,23 @@ pub fn run(
         .iter()
         .map(|p| m.tokenizer.encode_with(p, smollm2))
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let texts = if smollm2 {
-        generate_uncapped(m, &ids, chat_wrap::max_model_length(m), batch)?
+    let outs = if smollm2 {
+        generate_all_with(
+            m,
+            &ids,
+            &chat_wrap::SMOLLM2_STOP,
+            MaxNew::Window(chat_wrap::max_model_length(m)),
+            batch,
+            Engine::default(),
+        )?
     } else {
         generate_all(m, &ids, &LM_EVAL_UNTIL, LM_EVAL_MAX_GEN_TOKS, batch)?
-            .into_iter()
-            .map(|o| o.text)
-            .collect()
     };
     let mut per: Vec<Vec<f64>> = vec![Vec::new(); subtasks.len()];
     let mut samples = Vec::new();
-    for ((&(s, j), p), text) in owners.iter().zip(&prompts).zip(&texts) {
+    for ((&(s, j), p), o) in owners.iter().zip(&prompts).zip(&outs) {
         let d = &subtasks[s].docs()[j];
+        let text = &o.text;
         let (pred, em) = if smollm2 {
             (text.clone(), smollm2_em(text, &d.target))
         } else {
@@ -479,6 +455,8 @@ pub fn run(
                 "source": d.location,
                 "prompt": p,
                 "response": text,
+                "generated_tokens": o.token_ids.len(),
+                "stop_reason": o.stop_reason,
                 "extracted": pred,
                 "gold": d.target,
                 "exact_match": em,

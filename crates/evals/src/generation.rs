@@ -1,7 +1,9 @@
 //! The generation engine: greedy decoding of many prompts, in lm-eval's
 //! order (longest prompt first) and with its output convention (the
 //! continuation decoded without special tokens and cut at the first stop
-//! sequence).
+//! sequence). Each row has its own cap on new tokens: one for all
+//! ([`MaxNew::Tokens`]) or what the context window leaves after its own
+//! prompt ([`MaxNew::Window`], vLLM's rule for `max_tokens=None`).
 //!
 //! Prompts run by continuous batching ([`Engine::Continuous`]): a fixed
 //! number of slots, each with its own rows of one KV cache; a row that
@@ -35,6 +37,9 @@ pub struct Output {
     /// The text lm-eval would score.
     pub text: String,
     pub token_ids: Vec<u32>,
+    /// Why generation ended (vLLM's finish_reason "stop" is `Eos` or
+    /// `StopString`, "length" is `Length`).
+    pub stop_reason: StopReason,
 }
 
 /// How prompts are batched.
@@ -45,6 +50,30 @@ pub enum Engine {
     Continuous,
     /// Fixed batches of left-padded prompts (the reference for speed).
     Static,
+}
+
+/// How many new tokens each prompt may generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxNew {
+    /// The same cap for every prompt (lm-eval's `max_gen_toks`,
+    /// lighteval's `generation_size`); prompts longer than the model's
+    /// window less the cap keep their last tokens, as lm-eval's left
+    /// truncation does.
+    Tokens(usize),
+    /// No cap but a context window of this many tokens, each prompt its
+    /// own: vLLM's v0 engine (lighteval@ea46419a's, November 2024) given
+    /// `max_tokens=None` stops a sequence only once prompt plus output
+    /// exceed `max_model_len` (vllm/engine/output_processor/
+    /// stop_checker.py, `maybe_stop_sequence`: `seq.get_len() >
+    /// max_model_len`, checked after the new token is appended), so a
+    /// prompt of `n` tokens gets `window + 1 - n`; the last token is
+    /// sampled from position `window - 1` and never fed back. lighteval
+    /// keeps a longer prompt's last `window` tokens (`greedy_until`, the
+    /// `max_new_tokens is None` branch). vLLM's v1 engine (0.8 on) would
+    /// give `window - n` (`max_tokens = max_model_len - len(prompt)` in
+    /// vllm/v1/engine/processor.py and `num_tokens >= max_model_len` in
+    /// vllm/v1/core/sched/utils.py `check_stop`).
+    Window(usize),
 }
 
 /// Greedy-decodes each prompt (token ids) up to `max_new_tokens`,
@@ -59,22 +88,54 @@ pub fn generate_all(
     max_new_tokens: usize,
     batch: BatchSize,
 ) -> Result<Vec<Output>> {
-    generate_all_with(m, prompts, until, max_new_tokens, batch, Engine::default())
+    generate_all_with(
+        m,
+        prompts,
+        until,
+        MaxNew::Tokens(max_new_tokens),
+        batch,
+        Engine::default(),
+    )
 }
 
-/// [`generate_all`] by the given engine.
+/// The prompts as the engine receives them (left-truncated) and each
+/// one's cap on new tokens.
+fn truncate_and_cap(
+    prompts: &[Vec<u32>],
+    max_new: MaxNew,
+    max_length: usize,
+) -> (Vec<Vec<u32>>, Vec<usize>) {
+    let max_ctx = match max_new {
+        MaxNew::Tokens(n) => max_length.saturating_sub(n).max(1),
+        MaxNew::Window(w) => w.max(1),
+    };
+    let kept: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| p[p.len().saturating_sub(max_ctx)..].to_vec())
+        .collect();
+    let caps = kept
+        .iter()
+        .map(|p| match max_new {
+            MaxNew::Tokens(n) => n,
+            MaxNew::Window(w) => (w + 1).saturating_sub(p.len()),
+        })
+        .collect();
+    (kept, caps)
+}
+
+/// [`generate_all`] with the given caps and engine.
 pub fn generate_all_with(
     m: &LoadedModel,
     prompts: &[Vec<u32>],
     until: &[&str],
-    max_new_tokens: usize,
+    max_new: MaxNew,
     batch: BatchSize,
     engine: Engine,
 ) -> Result<Vec<Output>> {
     let max_length = m.model.config.max_position_embeddings;
-    let max_ctx = max_length.saturating_sub(max_new_tokens).max(1);
+    let (kept, caps) = truncate_and_cap(prompts, max_new, max_length);
     let mut order: Vec<usize> = (0..prompts.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));
+    order.sort_by_key(|&i| std::cmp::Reverse(kept[i].len()));
     let per_batch = match batch {
         BatchSize::Fixed(n) => n,
         BatchSize::Auto if m.model.device() == Device::Cpu => 8,
@@ -87,26 +148,42 @@ pub fn generate_all_with(
         }
     }
     let opts = GenerateOptions {
-        max_new_tokens,
+        max_new_tokens: caps.iter().copied().max().unwrap_or(0),
         stop_strings: stop_strings.clone(),
         stop_token_ids: m.stop_token_ids(),
         use_cache: true,
     };
     let stops: Vec<&str> = stop_strings.iter().map(String::as_str).collect();
-    let sorted: Vec<Vec<u32>> = order
-        .iter()
-        .map(|&i| {
-            let p = &prompts[i];
-            p[p.len().saturating_sub(max_ctx)..].to_vec()
-        })
-        .collect();
+    let sorted: Vec<Vec<u32>> = order.iter().map(|&i| kept[i].clone()).collect();
+    let limits: Vec<usize> = order.iter().map(|&i| caps[i]).collect();
     let t = std::time::Instant::now();
     let gens = match engine {
-        Engine::Continuous => continuous(&m.model, &m.tokenizer, &sorted, &opts, per_batch)?,
+        Engine::Continuous => {
+            continuous_with_limits(&m.model, &m.tokenizer, &sorted, &limits, &opts, per_batch)?
+        }
         Engine::Static => {
+            let rules = StopRules::new(&m.tokenizer, &opts);
             let mut all = Vec::with_capacity(sorted.len());
-            for chunk in sorted.chunks(per_batch.max(1)) {
-                all.extend(generate::generate(&m.model, &m.tokenizer, chunk, &opts)?);
+            let step = per_batch.max(1);
+            for (chunk, lims) in sorted.chunks(step).zip(limits.chunks(step)) {
+                // The batch runs to its largest cap; each row is then cut
+                // at its own (greedy tokens do not depend on the cap).
+                let o = GenerateOptions {
+                    max_new_tokens: lims.iter().copied().max().unwrap_or(0),
+                    ..opts.clone()
+                };
+                for (g, &lim) in generate::generate(&m.model, &m.tokenizer, chunk, &o)?
+                    .into_iter()
+                    .zip(lims)
+                {
+                    all.push(if g.token_ids.len() > lim {
+                        let mut ids = g.token_ids;
+                        ids.truncate(lim);
+                        rules.finish(ids, Some(StopReason::Length))?
+                    } else {
+                        g
+                    });
+                }
             }
             all
         }
@@ -126,6 +203,7 @@ pub fn generate_all_with(
         out[i] = Some(Output {
             text: cut_at_stops(&text, &stops),
             token_ids: g.token_ids,
+            stop_reason: g.stop_reason,
         });
     }
     Ok(out.into_iter().flatten().collect())
@@ -151,27 +229,59 @@ pub fn continuous(
     opts: &GenerateOptions,
     slots: usize,
 ) -> Result<Vec<Generation>> {
+    let limits = vec![opts.max_new_tokens; prompts.len()];
+    continuous_with_limits(model, tokenizer, prompts, &limits, opts, slots)
+}
+
+/// [`continuous`] with each prompt's own cap on new tokens (`limits`,
+/// at most `opts.max_new_tokens` each): every row ends at its own cap, as
+/// it would alone with `max_new_tokens` set to it.
+pub fn continuous_with_limits(
+    model: &Llama,
+    tokenizer: &TextTokenizer,
+    prompts: &[Vec<u32>],
+    limits: &[usize],
+    opts: &GenerateOptions,
+    slots: usize,
+) -> Result<Vec<Generation>> {
     if let Some(i) = prompts.iter().position(Vec::is_empty) {
         return Err(EvalError::Engine(format!("prompt #{i} is empty")));
     }
+    if limits.len() != prompts.len() {
+        return Err(EvalError::Engine(format!(
+            "{} caps for {} prompts",
+            limits.len(),
+            prompts.len()
+        )));
+    }
+    let limits: Vec<usize> = limits.iter().map(|&l| l.min(opts.max_new_tokens)).collect();
     let rules = StopRules::new(tokenizer, opts);
     let mut results: Vec<Option<Generation>> = vec![None; prompts.len()];
-    if prompts.is_empty() || opts.max_new_tokens == 0 {
-        return prompts
-            .iter()
-            .map(|_| Ok(rules.finish(Vec::new(), Some(StopReason::Length))?))
+    // A prompt with no tokens to generate never takes a slot.
+    for (p, _) in limits.iter().enumerate().filter(|(_, &l)| l == 0) {
+        results[p] = Some(rules.finish(Vec::new(), Some(StopReason::Length))?);
+    }
+    let mut queue = (0..prompts.len()).filter(|&p| limits[p] > 0).peekable();
+    if queue.peek().is_none() {
+        return results
+            .into_iter()
+            .map(|g| g.ok_or_else(|| EvalError::Engine("no result".into())))
             .collect();
     }
     let _guard = tch::no_grad_guard();
     let device = model.device();
     let mut batch = slots.clamp(1, prompts.len()) as i64;
-    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let capacity = (longest + opts.max_new_tokens) as i64;
+    // A row fills at most its prompt plus its cap of positions.
+    let capacity = prompts
+        .iter()
+        .zip(&limits)
+        .map(|(p, &l)| p.len() + l)
+        .max()
+        .unwrap_or(0) as i64;
     let mut cache = KvCache::new(model, batch, capacity);
     // Which cache positions each row may attend to.
     let mut valid = Tensor::zeros([batch, capacity], (Kind::Bool, device));
     let mut rows: Vec<Option<Row>> = (0..batch).map(|_| None).collect();
-    let mut queue = 0..prompts.len();
     let pad = i64::from(tokenizer.pad_id());
     let (mut steps, mut row_steps, mut prefill_s) = (0usize, 0usize, 0f64);
     let started = std::time::Instant::now();
@@ -190,7 +300,7 @@ pub fn continuous(
             prefill_s += t.elapsed().as_secs_f64();
             for (&(r, p), first) in admit.iter().zip(firsts) {
                 let mut out = Vec::new();
-                match rules.push(&mut out, first)? {
+                match push_capped(&rules, &mut out, first, limits[p])? {
                     Some(reason) => results[p] = Some(rules.finish(out, Some(reason))?),
                     None => {
                         rows[r] = Some(Row {
@@ -207,7 +317,7 @@ pub fn continuous(
         if busy == 0 {
             break;
         }
-        if queue.is_empty() && batch > 1 && busy * 2 <= batch {
+        if queue.peek().is_none() && batch > 1 && busy * 2 <= batch {
             let keep: Vec<i64> = (0..batch).filter(|&r| rows[r as usize].is_some()).collect();
             let idx = Tensor::from_slice(&keep).to_device(device);
             cache.select_rows(&idx);
@@ -241,7 +351,7 @@ pub fn continuous(
         for (r, slot) in rows.iter_mut().enumerate() {
             let Some(row) = slot else { continue };
             row.len += 1;
-            match rules.push(&mut row.out, next[r])? {
+            match push_capped(&rules, &mut row.out, next[r], limits[row.prompt])? {
                 Some(reason) => {
                     let row = slot.take().expect("busy row");
                     results[row.prompt] = Some(rules.finish(row.out, Some(reason))?);
@@ -264,6 +374,19 @@ pub fn continuous(
         .enumerate()
         .map(|(i, g)| g.ok_or_else(|| EvalError::Engine(format!("prompt #{i} was not generated"))))
         .collect()
+}
+
+/// [`StopRules::push`], then the row's own cap (checked last, as vLLM's
+/// stop checker does: a stop string on the last allowed token is a stop).
+fn push_capped(
+    rules: &StopRules,
+    out: &mut Vec<u32>,
+    tok: i64,
+    limit: usize,
+) -> Result<Option<StopReason>> {
+    Ok(rules
+        .push(out, tok)?
+        .or_else(|| (out.len() >= limit).then_some(StopReason::Length)))
 }
 
 /// Prefills the prompts `admit` lists (slot, prompt index) as one batch,
@@ -441,6 +564,72 @@ mod tests {
         assert!(want.iter().any(|g| g.stop_reason == StopReason::StopString));
         let got = continuous(&m, &tok, &ps, &opts, 3).expect("continuous");
         assert_eq!(got, want);
+    }
+
+    /// Under `MaxNew::Window` each prompt generates until it and its output
+    /// exceed the window, whatever the other prompts' lengths (one cap for
+    /// a band of prompts, the longest's, gave the shorter ones fewer
+    /// tokens): prompts of 12, 20 and 40 tokens (the last kept to its final
+    /// 30) under a 30-token window get 19, 11 and 1 new tokens, through
+    /// both engines and one shared batch, as each does alone.
+    #[test]
+    fn window_caps_each_prompt_by_its_own_length() {
+        let (model, tokenizer, dir) = setup();
+        let m = LoadedModel {
+            dir: dir.path().to_path_buf(),
+            model,
+            tokenizer,
+        };
+        let text = "The quick brown fox jumps over the lazy dog, twice over";
+        let all = m.tokenizer.encode(text).expect("encode");
+        let ps: Vec<Vec<u32>> = [12, 20, 40].iter().map(|&n| all[..n].to_vec()).collect();
+        let window = 30;
+        let (kept, caps) = truncate_and_cap(&ps, MaxNew::Window(window), 512);
+        assert_eq!(caps, vec![19, 11, 1]);
+        assert_eq!(kept[2], ps[2][10..].to_vec());
+        let mut stop_strings = Vec::new();
+        stop_strings.extend(m.tokenizer.eos_token.clone());
+        let base = GenerateOptions {
+            stop_strings,
+            stop_token_ids: m.stop_token_ids(),
+            ..Default::default()
+        };
+        let alone: Vec<Generation> = kept
+            .iter()
+            .zip(&caps)
+            .map(|(p, &cap)| {
+                let o = GenerateOptions {
+                    max_new_tokens: cap,
+                    ..base.clone()
+                };
+                one_at_a_time(&m.model, &m.tokenizer, std::slice::from_ref(p), &o).remove(0)
+            })
+            .collect();
+        let lens: Vec<usize> = alone.iter().map(|g| g.token_ids.len()).collect();
+        assert_eq!(lens, caps, "every row should run to its cap");
+        for engine in [Engine::Continuous, Engine::Static] {
+            let got = generate_all_with(
+                &m,
+                &ps,
+                &[],
+                MaxNew::Window(window),
+                BatchSize::Fixed(3),
+                engine,
+            )
+            .expect("generate");
+            for (g, a) in got.iter().zip(&alone) {
+                assert_eq!(
+                    (&g.token_ids, g.stop_reason),
+                    (&a.token_ids, a.stop_reason),
+                    "{engine:?}"
+                );
+            }
+        }
+        // A fixed cap keeps its truncation: the window less the cap.
+        let (kept, caps) = truncate_and_cap(&ps, MaxNew::Tokens(5), 32);
+        assert_eq!(caps, vec![5; 3]);
+        let kept_lens: Vec<usize> = kept.iter().map(Vec::len).collect();
+        assert_eq!(kept_lens, vec![12, 20, 27]);
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
 /// whether the engines' outputs are the same tokens.
 fn generate(a: &crate::args::BenchGenerateArgs) -> Result<()> {
     use crate::args::GenEngine;
-    use smolsweep_evals::generation::{generate_all_with, Engine};
+    use smolsweep_evals::generation::{generate_all_with, Engine, MaxNew};
     use smolsweep_evals::tasks::{Docs, PromptFormat};
     use smolsweep_evals::{gsm8k, load_task, runner, BatchSize, DataSources, TaskSpec};
 
@@ -91,7 +91,7 @@ fn generate(a: &crate::args::BenchGenerateArgs) -> Result<()> {
     let runs = engines.iter().cycle().take(engines.len() * a.repeat.max(1));
     for (run, &(engine, name)) in runs.enumerate() {
         let start = std::time::Instant::now();
-        let outs = generate_all_with(&m, &ids, until, max_new, batch, engine)?;
+        let outs = generate_all_with(&m, &ids, until, MaxNew::Tokens(max_new), batch, engine)?;
         let secs = start.elapsed().as_secs_f64();
         let generated: usize = outs.iter().map(|o| o.token_ids.len()).sum();
         println!(
