@@ -4,7 +4,7 @@
 # one run (scripts/reference/mmlu_bbh_bench.py). PYTHON: a venv with
 # lm_eval==0.4.13 and accelerate (see scripts/reference/mmlu_bbh_reference.py).
 #
-#   PYTHON=/tmp/ref/bin/python scripts/bench-mmlu-bbh.sh [models/SmolLM2-135M-Instruct] [--bbh-limit 1]
+#   PYTHON=.venv/bin/python scripts/bench-mmlu-bbh.sh [models/SmolLM2-135M-Instruct] [--tasks bbh_smollm2,mmlu_pro] [--bbh-limit 8]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${PYTHON:=python3}"

@@ -8,10 +8,21 @@ mmlu_bbh_reference.py), same machine, same run, fp32 on the CPU.
   task is declared here with SmolLM2's query (`mmlu_pro_mc_prompt`), the
   bare letters as choices and `apply_chat_template=True`: the same
   chat-wrapped contexts and letters smolsweep scores.
-- BBH: lm-eval's own `bbh_cot_fewshot_*` tasks (datasets pointed at the
-  fixture files), the first `--bbh-limit` items of each of the 27
-  subtasks; smolsweep with `--convention lm-eval --limit` on the same
-  files.
+- BBH, `--tasks bbh_smollm2` (the paper's convention): 3-shot answer-only,
+  chat-wrapped, stops `Question:`/`Question`/`<|im_end|>`, no cap but the
+  context. lm-eval has no such task, so a `generate_until` task is
+  declared here whose prompt is, per document, the exact text lighteval's
+  code built (the `smollm2.bbh` prompts of the fixture's reference.json,
+  written by mmlu_bbh_reference.py from lighteval's own sampler) and whose
+  stop strings are the same; smolsweep with `--convention smollm2 --limit`
+  on the same files builds the same prompts itself (tested in
+  tests/it/mmlu_bbh_reference.rs). The first `--bbh-limit` items of each of
+  the 27 subtasks.
+- BBH, `--tasks bbh` (lm-eval's convention): lm-eval's own
+  `bbh_cot_fewshot_*` tasks (datasets pointed at the fixture files);
+  smolsweep with `--convention lm-eval --limit` on the same files. Its
+  chain-of-thought generations run to 1024 tokens after ~1.5k-token
+  prompts: on a 2-core CPU even one item per subtask is hours.
 
 lm-eval is timed around `simple_evaluate` with the model already loaded;
 smolsweep by its results.json `wall_s` (which also excludes loading the
@@ -27,6 +38,7 @@ stops (up to 1024 tokens after ~1.5k-token 3-shot CoT prompts):
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -66,6 +78,40 @@ metric_list:
   - metric: acc
 """
 
+BBH_PROMPTS = os.path.join(ROOT, "tests", "fixtures", "evals", "mmlu_bbh", "reference.json")
+BBH_YAML = """task: bench_bbh_smollm2
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: generate_until
+doc_to_text: "{{{{prompt}}}}"
+doc_to_target: target
+target_delimiter: ""
+generation_kwargs:
+  until: ["Question:", "Question", "<|im_end|>"]
+  do_sample: false
+  max_gen_toks: {max_gen}
+metric_list:
+  - metric: exact_match
+"""
+
+
+def write_bbh_smollm2(inc, limit):
+    """The first `limit` documents of each BBH subtask (file order, as
+    `smolsweep eval --limit` keeps them) with lighteval's prompt for each,
+    as one JSONL lm-eval reads; returns the prompts' longest length in
+    characters, for the generation cap."""
+    ref = json.load(open(BBH_PROMPTS))["smollm2"]["bbh"]
+    path = os.path.join(inc, "bbh_smollm2.jsonl")
+    with open(path, "w") as f:
+        for sub in sorted(ref):
+            rows = [json.loads(l) for l in open(os.path.join(DATA, "bbh", sub, "train-00000-of-00001.jsonl"))]
+            for row, prompt in list(zip(rows, ref[sub]["prompts"]))[:limit]:
+                f.write(json.dumps({"prompt": prompt, "target": row["target"]}) + "\n")
+    return path
+
 
 def smolsweep(model, task, convention, limit, batch):
     with tempfile.TemporaryDirectory() as d:
@@ -75,11 +121,19 @@ def smolsweep(model, task, convention, limit, batch):
                "--batch-size", batch]
         if limit:
             cmd += ["--limit", str(limit)]
-        t = time.time()
+        t, c = time.time(), cpu(resource.RUSAGE_CHILDREN)
         subprocess.run(cmd, check=True, env={**os.environ, "SMOLSWEEP_LOG": "warn"})
-        total = time.time() - t
+        total, cpu_s = time.time() - t, cpu(resource.RUSAGE_CHILDREN) - c
         r = json.load(open(out))["tasks"][task]
-        return r["n"], r["wall_s"], total
+        return r["n"], r["wall_s"], total, cpu_s
+
+
+def cpu(who):
+    """User + system seconds of this process's threads (RUSAGE_SELF) or of
+    its reaped children (RUSAGE_CHILDREN): on a shared machine, CPU seconds
+    are the fair "per core" measure."""
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
 
 
 def main():
@@ -88,7 +142,7 @@ def main():
     ap.add_argument("--mmlu-limit", type=int, default=None, help="the first N MMLU-Pro questions")
     ap.add_argument("--bbh-limit", type=int, default=1, help="items per BBH subtask (27 subtasks)")
     ap.add_argument("--batch-size", default="8")
-    ap.add_argument("--tasks", default="mmlu_pro,bbh")
+    ap.add_argument("--tasks", default="mmlu_pro,bbh_smollm2", help="mmlu_pro, bbh_smollm2, bbh (CoT, hours here)")
     a = ap.parse_args()
     model = os.path.abspath(a.model)
 
@@ -112,6 +166,13 @@ def main():
         f.write(UTILS)
     with open(os.path.join(inc, "bench_mmlu_pro_mcf.yaml"), "w") as f:
         f.write(YAML)
+    if "bbh_smollm2" in a.tasks.split(","):
+        data = write_bbh_smollm2(inc, a.bbh_limit)
+        # No cap but the context (2048) in smolsweep; lm-eval keeps
+        # max_length - max_gen_toks of the context, so the cap leaves room
+        # for the longest fixture prompt (a few hundred tokens).
+        with open(os.path.join(inc, "bench_bbh_smollm2.yaml"), "w") as f:
+            f.write(BBH_YAML.format(data=data, max_gen=1536))
     tm = TaskManager(include_path=inc)
     lm = HFLM(pretrained=model, device="cpu", dtype="float32", batch_size=int(a.batch_size))
 
@@ -119,22 +180,30 @@ def main():
     for task in a.tasks.split(","):
         if task == "mmlu_pro":
             label, lm_tasks, limit, chat, conv = "mmlu_pro (MCF, smollm2)", ["bench_mmlu_pro_mcf"], a.mmlu_limit, True, "smollm2"
+        elif task == "bbh_smollm2":
+            # The prompts are chat-rendered already: no template on top.
+            label, lm_tasks, limit, chat, conv = "bbh (3-shot, smollm2)", ["bench_bbh_smollm2"], None, False, "smollm2"
         else:
             label, lm_tasks, limit, chat, conv = "bbh (cot_fewshot, lm-eval)", ["bbh_cot_fewshot"], a.bbh_limit, False, "lm-eval"
-        t = time.time()
+        t, c = time.time(), cpu(resource.RUSAGE_SELF)
         out = simple_evaluate(model=lm, tasks=lm_tasks, task_manager=tm, limit=limit, log_samples=False,
                               apply_chat_template=chat)
-        lm_secs = time.time() - t
+        lm_secs, lm_cpu = time.time() - t, cpu(resource.RUSAGE_SELF) - c
         n_lm = sum(v["effective"] for v in out["n-samples"].values())
-        n, wall, total = smolsweep(model, task, conv, limit, a.batch_size)
+        n, wall, total, cpu_s = smolsweep(model, "bbh" if task == "bbh_smollm2" else task, conv,
+                                          a.bbh_limit if task == "bbh_smollm2" else limit, a.batch_size)
         assert n == n_lm, (task, n, n_lm)
-        rows.append((label, n, n / lm_secs, lm_secs, n / wall, wall, total))
+        rows.append((label, n, lm_secs, lm_cpu, wall, total, cpu_s))
         print(rows[-1], file=sys.stderr, flush=True)
-    print("| task | n | lm-eval HF (ex/s, s) | smolsweep eval (ex/s, s) | speed-up | smolsweep process incl. model load (s) |")
-    print("|---|---|---|---|---|---|")
-    for label, n, lm_rate, lm_secs, rate, wall, total in rows:
-        print(f"| {label} | {n} | {lm_rate:.2f} ({lm_secs:.1f} s) | {rate:.2f} ({wall:.1f} s) | "
-              f"{rate / lm_rate:.1f}x | {total:.1f} |")
+    # smolsweep's CPU seconds are the whole process's (model load included),
+    # lm-eval's exclude loading: the per-CPU-second ratio favours lm-eval.
+    print("| task | n | lm-eval HF: ex/s (s) | smolsweep eval: ex/s (s) | speed-up by wall | "
+          "lm-eval ex per CPU-s (CPU s) | smolsweep ex per CPU-s, whole process (CPU s) | speed-up per CPU-s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, n, lm_secs, lm_cpu, wall, total, cpu_s in rows:
+        print(f"| {label} | {n} | {n / lm_secs:.3f} ({lm_secs:.1f}) | {n / wall:.3f} ({wall:.1f}) | "
+              f"{lm_secs / wall:.2f}x | {n / lm_cpu:.4f} ({lm_cpu:.1f}) | {n / cpu_s:.4f} ({cpu_s:.1f}) | "
+              f"{lm_cpu / cpu_s:.2f}x |")
 
 
 if __name__ == "__main__":
