@@ -29,7 +29,6 @@
 use std::collections::HashMap;
 
 use smolsweep_kernels::{CudaGraph, GraphStream};
-use smolsweep_model::llama::AttnMask;
 use smolsweep_model::{Llama, Varlen};
 use tch::{Device, Kind, Tensor};
 
@@ -297,14 +296,7 @@ impl StepGraphs {
 /// the weighted loss over every position, backward (accumulating into the
 /// parameters' gradients in place). Returns the weighted loss.
 fn static_step(model: &Llama, s: &Static) -> Result<Tensor> {
-    let mask = match (&s.varlen, &s.mask) {
-        (Some(varlen), m) => AttnMask::Packed {
-            mask: m.as_ref(),
-            varlen,
-        },
-        (None, Some(m)) => AttnMask::Explicit(m),
-        (None, None) => AttnMask::Causal,
-    };
+    let mask = super::step::attention(s.varlen.as_ref(), s.mask.as_ref());
     let hidden = model.forward_hidden(&s.ids, &s.positions, mask, None)?;
     let d = hidden.size()[2];
     let (loss, surrogate) = chunked_lm_loss_weighted(

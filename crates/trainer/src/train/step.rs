@@ -3,7 +3,7 @@
 //! gradient clipping, the scheduled learning rate and the AdamW update.
 
 use smolsweep_model::llama::AttnMask;
-use smolsweep_model::Llama;
+use smolsweep_model::{Llama, Varlen};
 use tch::Tensor;
 
 use super::dump::BatchDump;
@@ -240,11 +240,14 @@ pub(super) fn forward_backward(model: &Llama, mb: &MicroBatch, scale: f64) -> Re
 /// The attention a micro-batch asks for: packed spans (with the dense mask
 /// when it was built), an explicit mask, or plain causal.
 pub(super) fn attn_mask(mb: &MicroBatch) -> AttnMask<'_> {
-    match (&mb.varlen, &mb.mask) {
-        (Some(varlen), m) => AttnMask::Packed {
-            mask: m.as_ref(),
-            varlen,
-        },
+    attention(mb.varlen.as_ref(), mb.mask.as_ref())
+}
+
+/// [`attn_mask`] from the parts: what a captured step's static buffers
+/// hold as well.
+pub(super) fn attention<'a>(varlen: Option<&'a Varlen>, mask: Option<&'a Tensor>) -> AttnMask<'a> {
+    match (varlen, mask) {
+        (Some(varlen), mask) => AttnMask::Packed { mask, varlen },
         (None, Some(m)) => AttnMask::Explicit(m),
         (None, None) => AttnMask::Causal,
     }
